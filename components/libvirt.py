@@ -1,0 +1,91 @@
+"""Every pulumi_libvirt call of the program, and nothing else.
+
+pulumi-libvirt 0.5.4 (terraform-provider-libvirt 0.8.1) is deprecated upstream; keeping it behind these
+few functions means a move to another provider touches this file only.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pulumi
+import pulumi_libvirt as libvirt
+
+GIB = 1024**3
+
+# libvirt calls an isolated network (no <forward>) mode "none".
+_LIBVIRT_NETWORK_MODE = {"nat": "nat", "isolated": "none"}
+
+
+def network(resource_name: str, *, name: str, cidr: str, mode: str, opts: pulumi.ResourceOptions) -> libvirt.Network:
+    return libvirt.Network(
+        resource_name,
+        name=name,
+        mode=_LIBVIRT_NETWORK_MODE[mode],
+        addresses=[cidr],
+        autostart=True,
+        # Guests use static addresses from network-config: no DHCP, so nothing waits for a lease.
+        dhcp=libvirt.NetworkDhcpArgs(enabled=False),
+        # The gateway's DNS forwarder is only useful where there is a way out.
+        dns=libvirt.NetworkDnsArgs(enabled=mode == "nat"),
+        opts=opts,
+    )
+
+
+def pool(resource_name: str, *, name: str, path: str, opts: pulumi.ResourceOptions) -> libvirt.Pool:
+    return libvirt.Pool(resource_name, name=name, type="dir", target=libvirt.PoolTargetArgs(path=path), opts=opts)
+
+
+def base_image(resource_name: str, *, name: str, pool_name: pulumi.Input[str], source: str,
+               opts: pulumi.ResourceOptions) -> libvirt.Volume:
+    """The cloud image, downloaded or copied once; every VM disk is a copy-on-write layer over it."""
+    return libvirt.Volume(resource_name, name=name, pool=pool_name, source=source, format="qcow2", opts=opts)
+
+
+def overlay_disk(resource_name: str, *, name: str, pool_name: pulumi.Input[str], base_volume_id: pulumi.Input[str],
+                 size_gib: int, opts: pulumi.ResourceOptions) -> libvirt.Volume:
+    return libvirt.Volume(
+        resource_name,
+        name=name,
+        pool=pool_name,
+        base_volume_id=base_volume_id,
+        size=size_gib * GIB,
+        format="qcow2",
+        opts=opts,
+    )
+
+
+def cloud_init_disk(resource_name: str, *, name: str, pool_name: pulumi.Input[str], user_data: pulumi.Input[str],
+                    meta_data: pulumi.Input[str], network_config: pulumi.Input[str],
+                    opts: pulumi.ResourceOptions) -> libvirt.CloudInitDisk:
+    return libvirt.CloudInitDisk(
+        resource_name,
+        name=name,
+        pool=pool_name,
+        user_data=user_data,
+        meta_data=meta_data,
+        network_config=network_config,
+        opts=opts,
+    )
+
+
+def domain(resource_name: str, *, name: str, domain_type: str, vcpus: int, memory_mib: int,
+           disk_id: pulumi.Input[str], cloud_init_id: pulumi.Input[str],
+           nics: Sequence[tuple[pulumi.Input[str], str]], opts: pulumi.ResourceOptions) -> libvirt.Domain:
+    """nics: (network id, MAC) in guest order; network-config finds each NIC by its MAC."""
+    return libvirt.Domain(
+        resource_name,
+        name=name,
+        type=domain_type,
+        vcpu=vcpus,
+        memory=memory_mib,
+        disks=[libvirt.DomainDiskArgs(volume_id=disk_id)],
+        cloudinit=cloud_init_id,
+        network_interfaces=[libvirt.DomainNetworkInterfaceArgs(network_id=network_id, mac=mac)
+                            for network_id, mac in nics],
+        # A serial console: `virsh console` shows boot and cloud-init output.
+        consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
+        qemu_agent=True,
+        autostart=True,
+        opts=opts,
+    )

@@ -1,0 +1,264 @@
+"""Rendering: pure functions from LabSettings to the text each VM receives.
+
+No Pulumi here, so every byte a VM gets can be produced and checked without a deployment.
+Same settings in, byte-identical text out (no clocks, no randomness, sorted where order is free).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Optional, Union
+
+import jinja2
+
+from .settings import LabNetworkPlan, LabSettings, LoadBalancer, WebServer, mac_address
+from .sha_crypt import sha512_crypt, stable_salt
+
+TEMPLATE_DIR = pathlib.Path(__file__).resolve().parent.parent / "cloud-init"
+
+LOAD_BALANCER = "load-balancer"
+WEB_SERVER = "web-server"
+
+PACKAGES = {
+    LOAD_BALANCER: ("haproxy", "keepalived", "nftables", "qemu-guest-agent"),
+    WEB_SERVER: ("nginx", "openssl", "nftables", "qemu-guest-agent"),
+}
+
+
+@dataclass(frozen=True)
+class GuestPaths:
+    """Where things live on the guests (Debian layout), named once."""
+
+    haproxy: str = "/etc/haproxy/haproxy.cfg"
+    keepalived: str = "/etc/keepalived/keepalived.conf"
+    sysctl: str = "/etc/sysctl.d/60-ha-lb.conf"
+    nftables: str = "/etc/nftables.conf"
+    nginx_site: str = "/etc/nginx/conf.d/ha-lb.conf"
+    tls_certificate: str = "/etc/ssl/certs/ha-lb-web.crt"
+    tls_key: str = "/etc/ssl/private/ha-lb-web.key"
+    activate: str = "/usr/local/sbin/ha-lb-activate"
+
+
+PATHS = GuestPaths()
+
+
+@dataclass(frozen=True)
+class Nic:
+    interface: str
+    network_role: str  # "frontend" or "backend": which lab network it plugs into
+    address: IPv4Address
+    cidr_address: str
+    mac: str
+    gateway: Optional[IPv4Address]  # set on the NIC that carries the default route (NAT mode only)
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    role: str  # LOAD_BALANCER or WEB_SERVER
+    address: IPv4Address  # the address clients or the load balancers use
+    nics: tuple[Nic, ...]
+
+
+@dataclass(frozen=True)
+class GuestFile:
+    path: str
+    mode: str
+    content: str
+
+
+@dataclass(frozen=True)
+class CloudInit:
+    user_data: str
+    meta_data: str
+    network_config: str
+
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+def _render(template: str, **context: object) -> str:
+    return _ENV.get_template(template).render(**context)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hosts
+
+
+def _nic(settings: LabSettings, host: str, plan: LabNetworkPlan, address: IPv4Address, default_route: bool) -> Nic:
+    return Nic(
+        interface=plan.interface,
+        network_role=plan.role,
+        address=address,
+        cidr_address=plan.interface_address(address),
+        mac=mac_address(settings, host, plan.role),
+        gateway=plan.gateway if default_route and settings.has_internet else None,
+    )
+
+
+def load_balancer_host(settings: LabSettings, lb: LoadBalancer) -> Host:
+    return Host(lb.name, LOAD_BALANCER, lb.address, (
+        _nic(settings, lb.name, settings.frontend, lb.address, default_route=True),
+        _nic(settings, lb.name, settings.backend, lb.backend_address, default_route=False),
+    ))
+
+
+def web_server_host(settings: LabSettings, web: WebServer) -> Host:
+    return Host(web.name, WEB_SERVER, web.address, (
+        _nic(settings, web.name, settings.backend, web.address, default_route=True),
+    ))
+
+
+def lab_hosts(settings: LabSettings) -> tuple[Host, ...]:
+    hosts = tuple(load_balancer_host(settings, lb) for lb in settings.load_balancers)
+    hosts += tuple(web_server_host(settings, web) for web in settings.web_servers)
+    macs = [nic.mac for host in hosts for nic in host.nics]
+    if len(set(macs)) != len(macs):  # 24 hash bits: practically never, but a clash would be silent
+        raise ValueError(f"derived MAC addresses collide in lab {settings.lab_name}: {sorted(macs)}")
+    return hosts
+
+
+def peers_of(settings: LabSettings, lb: LoadBalancer) -> tuple[LoadBalancer, ...]:
+    return tuple(other for other in settings.load_balancers if other.name != lb.name)
+
+
+def is_primary(settings: LabSettings, lb: LoadBalancer) -> bool:
+    return lb.priority == max(other.priority for other in settings.load_balancers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Service configuration
+
+
+def stats_password_hash(settings: LabSettings, password: str) -> str:
+    """What HAProxy's userlist holds. The salt comes from non-secret facts so that the same
+    password renders the same file (a second preview shows no change)."""
+    return sha512_crypt(password, stable_salt(settings.lab_name, settings.stats_user))
+
+
+def _advert_int(settings: LabSettings) -> str:
+    value = settings.vrrp.advert_interval
+    return str(int(value)) if value == int(value) else f"{value:.2f}".rstrip("0")
+
+
+def render_keepalived_conf(settings: LabSettings, lb: LoadBalancer) -> str:
+    return _render(
+        "keepalived.conf.j2",
+        lb=lb,
+        peers=peers_of(settings, lb),
+        is_primary=is_primary(settings, lb),
+        vrrp=settings.vrrp,
+        advert_int=_advert_int(settings),
+        frontend=settings.frontend,
+        vip=settings.vip,
+    )
+
+
+def render_haproxy_cfg(settings: LabSettings, stats_password_hash: str) -> str:
+    return _render(
+        "haproxy.cfg.j2",
+        vip=settings.vip,
+        http_port=settings.http_port,
+        https_port=settings.https_port,
+        stats_port=settings.stats_port,
+        stats_path=settings.stats_path,
+        stats_user=settings.stats_user,
+        stats_password_hash=stats_password_hash,
+        web_servers=settings.web_servers,
+        web_http_port=settings.web_http_port,
+        web_https_port=settings.web_https_port,
+    )
+
+
+def render_sysctl_conf(settings: LabSettings) -> str:
+    return _render("sysctl.conf.j2", vip=settings.vip)
+
+
+def render_nftables_conf(settings: LabSettings, host: Host) -> str:
+    lb = next((lb for lb in settings.load_balancers if lb.name == host.name), None)
+    return _render(
+        "nftables.conf.j2",
+        host=host,
+        vip=settings.vip,
+        vrrp=settings.vrrp,
+        peers=peers_of(settings, lb) if lb else (),
+        frontend=settings.frontend,
+        backend=settings.backend,
+        http_port=settings.http_port,
+        https_port=settings.https_port,
+        stats_port=settings.stats_port,
+        web_http_port=settings.web_http_port,
+        web_https_port=settings.web_https_port,
+    )
+
+
+def render_nginx_site(settings: LabSettings, web: WebServer) -> str:
+    return _render(
+        "nginx-site.conf.j2",
+        web=web,
+        web_http_port=settings.web_http_port,
+        web_https_port=settings.web_https_port,
+        tls_certificate=PATHS.tls_certificate,
+        tls_key=PATHS.tls_key,
+    )
+
+
+def load_balancer_files(settings: LabSettings, lb: LoadBalancer, stats_password_hash: str) -> tuple[GuestFile, ...]:
+    host = load_balancer_host(settings, lb)
+    return (
+        GuestFile(PATHS.sysctl, "0644", render_sysctl_conf(settings)),
+        GuestFile(PATHS.nftables, "0755", render_nftables_conf(settings, host)),
+        GuestFile(PATHS.haproxy, "0644", render_haproxy_cfg(settings, stats_password_hash)),
+        GuestFile(PATHS.keepalived, "0640", render_keepalived_conf(settings, lb)),
+        GuestFile(PATHS.activate, "0755", _render("activate-load-balancer.sh.j2", host=host, paths=PATHS)),
+    )
+
+
+def web_server_files(settings: LabSettings, web: WebServer) -> tuple[GuestFile, ...]:
+    host = web_server_host(settings, web)
+    return (
+        GuestFile(PATHS.nftables, "0755", render_nftables_conf(settings, host)),
+        GuestFile(PATHS.nginx_site, "0644", render_nginx_site(settings, web)),
+        GuestFile(PATHS.activate, "0755", _render("activate-web-server.sh.j2", host=host, paths=PATHS)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# cloud-init
+
+
+def instance_id(settings: LabSettings, host: Host) -> str:
+    return f"{settings.lab_name}-{host.name}"
+
+
+def render_cloud_init(settings: LabSettings, host: Host, files: tuple[GuestFile, ...]) -> CloudInit:
+    user_data = _render(
+        "user-data.yaml.j2",
+        host=host,
+        lab_name=settings.lab_name,
+        ssh_public_keys=settings.ssh_public_keys,
+        packages=PACKAGES[host.role] if settings.install_packages else (),
+        files=files,
+        activate_path=PATHS.activate,
+    )
+    meta_data = _render("meta-data.yaml.j2", host=host, instance_id=instance_id(settings, host))
+    network_config = _render("network-config.yaml.j2", host=host, nics=host.nics)
+    return CloudInit(user_data=user_data, meta_data=meta_data, network_config=network_config)
+
+
+def render_host(settings: LabSettings, host: Host, stats_password_hash: Union[str, None]) -> CloudInit:
+    """cloud-init for one host; load balancers need the stats password hash, web servers do not."""
+    if host.role == LOAD_BALANCER:
+        if stats_password_hash is None:
+            raise ValueError("a load balancer needs the stats password hash")
+        lb = next(lb for lb in settings.load_balancers if lb.name == host.name)
+        return render_cloud_init(settings, host, load_balancer_files(settings, lb, stats_password_hash))
+    web = next(web for web in settings.web_servers if web.name == host.name)
+    return render_cloud_init(settings, host, web_server_files(settings, web))

@@ -1,0 +1,590 @@
+"""Stack settings: parsed and validated once into frozen dataclasses.
+
+Everything else (rendering, resources, tests) reads these objects, never raw config.
+`load_settings` collects *every* problem before raising, so a user fixes a stack file in one go.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+PROJECT = "ha-lb"
+
+# Guest interface names, set by network-config (match by MAC + set-name) and used by keepalived and nftables.
+FRONTEND_INTERFACE = "frontend"
+BACKEND_INTERFACE = "backend"
+
+DEFAULT_BASE_IMAGE = (
+    "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-generic-amd64.qcow2"
+)
+
+NETWORK_MODES = ("nat", "isolated")
+DOMAIN_TYPES = ("kvm", "qemu")
+VRRP_PROFILES = ("classic", "fast")
+
+# VRRP timing per profile. "classic" is the reference setup; "fast" uses VRRPv3, whose advert interval
+# is counted in centiseconds, so a dead master is noticed in about 3 x 0.1 s.
+VRRP_PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "classic": {"version": 2, "advertInterval": 1, "checkInterval": 2},
+    "fast": {"version": 3, "advertInterval": 0.1, "checkInterval": 1},
+}
+
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+
+
+class SettingsError(ValueError):
+    """Every problem found in the stack settings, one line each."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid ha-lb stack configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class LabNetworkPlan:
+    """One libvirt network of the lab: its CIDR, the host's (gateway) address and the guests' interface name."""
+
+    role: str  # "frontend" or "backend"
+    network: IPv4Network
+    interface: str
+
+    @property
+    def gateway(self) -> IPv4Address:
+        # libvirt gives the host the first host address of the network (NAT gateway, or the host's
+        # own address on an isolated network).
+        return self.network.network_address + 1
+
+    def interface_address(self, address: IPv4Address) -> str:
+        return f"{address}/{self.network.prefixlen}"
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    name: str
+    address: IPv4Address  # on the frontend network
+    backend_address: IPv4Address
+    priority: int
+
+
+@dataclass(frozen=True)
+class WebServer:
+    name: str
+    address: IPv4Address  # on the backend network
+
+
+@dataclass(frozen=True)
+class Vrrp:
+    profile: str
+    version: int
+    virtual_router_id: int
+    advert_interval: float
+    unicast: bool
+    check_interval: int
+    check_weight: int
+    preempt: bool
+
+    @property
+    def master_down_interval(self) -> float:
+        """RFC 3768/5798 bound: how long a backup waits before it takes over a silent master
+        (3 adverts plus the skew time, which is below one advert)."""
+        return 4 * self.advert_interval
+
+
+@dataclass(frozen=True)
+class MachineSize:
+    vcpus: int
+    memory_mib: int
+    disk_gib: int
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    stack: str
+    vip: IPv4Address
+    frontend: LabNetworkPlan
+    backend: LabNetworkPlan
+    network_mode: str
+    load_balancers: tuple[LoadBalancer, ...]
+    web_servers: tuple[WebServer, ...]
+    http_port: int
+    https_port: int
+    stats_port: int
+    web_http_port: int
+    web_https_port: int
+    stats_user: str
+    # None: generated at deploy time (a secret in state). Never rendered: only its hash is.
+    stats_password: Optional[str] = field(repr=False)
+    vrrp: Vrrp
+    domain_type: str
+    base_image: str
+    pool_path: str
+    machine: MachineSize
+    ssh_public_keys: tuple[str, ...]
+    install_packages: bool
+
+    @property
+    def lab_name(self) -> str:
+        """Prefix of every libvirt object, so two stacks can share one host."""
+        return f"{PROJECT}-{self.stack}"
+
+    @property
+    def stats_path(self) -> str:
+        return "/haproxy_stats"
+
+    @property
+    def has_internet(self) -> bool:
+        return self.network_mode == "nat"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+class _Problems:
+    """Collects problems; each reader returns a usable fallback so checking can go on."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, key: str, value: Any, allowed: str) -> None:
+        self.items.append(f"{key}: {_show(value)} is not valid; {allowed}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _decode(value: Any) -> Any:
+    """Pulumi hands structured config over as JSON text; plain values as text."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _as_int(problems: _Problems, key: str, value: Any, low: int, high: int) -> Optional[int]:
+    value = _decode(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        problems.add(key, value, f"expected a whole number from {low} to {high}")
+        return None
+    return value
+
+
+def _as_bool(problems: _Problems, key: str, value: Any) -> Optional[bool]:
+    value = _decode(value)
+    if not isinstance(value, bool):
+        problems.add(key, value, "expected true or false")
+        return None
+    return value
+
+
+def _as_choice(problems: _Problems, key: str, value: Any, choices: Sequence[str]) -> Optional[str]:
+    if value not in choices:
+        problems.add(key, value, f"expected one of: {', '.join(choices)}")
+        return None
+    return value
+
+
+def _as_text(problems: _Problems, key: str, value: Any, pattern: str, meaning: str) -> Optional[str]:
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        problems.add(key, value, meaning)
+        return None
+    return value
+
+
+def _as_address(problems: _Problems, key: str, value: Any) -> Optional[IPv4Address]:
+    try:
+        return IPv4Address(value)
+    except (ValueError, TypeError):
+        problems.add(key, value, "expected an IPv4 address such as 192.168.10.3")
+        return None
+
+
+def _as_network(problems: _Problems, key: str, value: Any) -> Optional[IPv4Network]:
+    try:
+        network = IPv4Network(value, strict=True)
+    except (ValueError, TypeError):
+        problems.add(key, value, "expected an IPv4 network in CIDR form such as 192.168.10.0/24 (host bits zero)")
+        return None
+    if network.prefixlen > 29:
+        problems.add(key, value, "expected a prefix of /29 or shorter: the gateway, two load balancers and the VIP need room")
+        return None
+    return network
+
+
+def _as_object_list(problems: _Problems, key: str, value: Any) -> list[Mapping[str, Any]]:
+    value = _decode(value)
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        problems.add(key, value, "expected a list of objects")
+        return []
+    return value
+
+
+def _as_object(problems: _Problems, key: str, value: Any) -> Mapping[str, Any]:
+    value = _decode(value)
+    if not isinstance(value, dict):
+        problems.add(key, value, "expected an object")
+        return {}
+    return value
+
+
+def _check_keys(problems: _Problems, where: str, given: Mapping[str, Any], known: Sequence[str]) -> None:
+    for key in given:
+        if key not in known:
+            problems.items.append(f"{where}{key}: unknown setting; known settings are: {', '.join(known)}")
+
+
+def _valid_ssh_public_key(line: str) -> bool:
+    parts = line.split()
+    if len(parts) < 2 or parts[0] not in _SSH_KEY_TYPES:
+        return False
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    # The key blob starts with its own type name (RFC 4253 string): a pasted-together key fails here.
+    name = parts[0].encode()
+    return blob[4 : 4 + len(name)] == name and int.from_bytes(blob[:4], "big") == len(name)
+
+
+DEFAULTS: dict[str, Any] = {
+    "vip": "192.168.10.3",
+    "frontendCidr": "192.168.10.0/24",
+    "backendCidr": "192.168.80.0/24",
+    "networkMode": "nat",
+    # The reference plan puts lb01 on .1 and web01 on .1: libvirt's gateway takes that address,
+    # so those two move (lb01 -> .4, web01 -> .3); every other reference value stays.
+    "loadBalancers": [
+        {"name": "lb01", "address": "192.168.10.4", "backendAddress": "192.168.80.11", "priority": 100},
+        {"name": "lb02", "address": "192.168.10.2", "backendAddress": "192.168.80.12", "priority": 99},
+    ],
+    "webServers": [
+        {"name": "web01", "address": "192.168.80.3"},
+        {"name": "web02", "address": "192.168.80.2"},
+    ],
+    "httpPort": 80,
+    "httpsPort": 443,
+    "statsPort": 9000,
+    "webHttpPort": 8080,
+    "webHttpsPort": 8443,
+    "statsUser": "admin",
+    "statsPassword": None,
+    "vrrp": {},
+    "domainType": "kvm",
+    "baseImage": DEFAULT_BASE_IMAGE,
+    "pool": None,  # default depends on the stack name
+    "vcpus": 1,
+    "memoryMiB": 1024,
+    "diskGiB": 10,
+    "sshPublicKeys": None,  # default: the user's own public keys, found by the caller
+    "installPackages": True,
+}
+
+VRRP_KEYS = ("profile", "virtualRouterId", "advertInterval", "unicast", "checkInterval", "checkWeight", "preempt")
+LOAD_BALANCER_KEYS = ("name", "address", "backendAddress", "priority")
+WEB_SERVER_KEYS = ("name", "address")
+
+
+def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence[str] = ()) -> LabSettings:
+    """Parse camelCase stack config (keys without the `ha-lb:` prefix) into LabSettings.
+
+    Raises SettingsError listing every problem; nothing is half-parsed.
+    """
+    problems = _Problems()
+    _check_keys(problems, "", raw, tuple(DEFAULTS))
+    given = {**DEFAULTS, **{k: v for k, v in raw.items() if v is not None}}
+
+    if not _HOSTNAME.fullmatch(stack or ""):
+        problems.add("stack name", stack, "expected lowercase letters, digits and dashes (it names libvirt objects)")
+
+    frontend_net = _as_network(problems, "frontendCidr", given["frontendCidr"])
+    backend_net = _as_network(problems, "backendCidr", given["backendCidr"])
+    if frontend_net and backend_net and frontend_net.overlaps(backend_net):
+        problems.add("backendCidr", str(backend_net), f"expected a network that does not overlap frontendCidr {frontend_net}")
+    frontend = LabNetworkPlan("frontend", frontend_net or IPv4Network("0.0.0.0/29"), FRONTEND_INTERFACE)
+    backend = LabNetworkPlan("backend", backend_net or IPv4Network("0.0.0.0/29"), BACKEND_INTERFACE)
+
+    network_mode = _as_choice(problems, "networkMode", given["networkMode"], NETWORK_MODES)
+    vip = _as_address(problems, "vip", given["vip"])
+
+    load_balancers = _parse_load_balancers(problems, given["loadBalancers"])
+    web_servers = _parse_web_servers(problems, given["webServers"])
+
+    _check_addresses(problems, vip, frontend if frontend_net else None, backend if backend_net else None,
+                     load_balancers, web_servers)
+    _check_names(problems, load_balancers, web_servers)
+
+    ports = {
+        key: _as_int(problems, key, given[key], 1, 65535)
+        for key in ("httpPort", "httpsPort", "statsPort", "webHttpPort", "webHttpsPort")
+    }
+    _check_port_collisions(problems, ports, ("httpPort", "httpsPort", "statsPort"), "load balancer")
+    _check_port_collisions(problems, ports, ("webHttpPort", "webHttpsPort"), "web server")
+
+    stats_user = _as_text(problems, "statsUser", given["statsUser"], r"[A-Za-z0-9_.-]{1,64}",
+                          "expected 1-64 letters, digits, '.', '_' or '-'")
+    stats_password = given["statsPassword"]
+    if stats_password is not None and (not isinstance(stats_password, str) or len(stats_password) < 8
+                                       or any(c.isspace() for c in stats_password)):
+        problems.items.append("statsPassword: the given secret is not valid; expected at least 8 characters "
+                              "without white space (or leave it unset to have one generated)")
+        stats_password = None
+
+    vrrp = _parse_vrrp(problems, given["vrrp"], load_balancers)
+
+    domain_type = _as_choice(problems, "domainType", given["domainType"], DOMAIN_TYPES)
+    base_image = given["baseImage"]
+    if not isinstance(base_image, str) or not (base_image.startswith(("/", "http://", "https://"))):
+        problems.add("baseImage", base_image, "expected an absolute path or an http(s) URL of a cloud image")
+    pool_path = given["pool"] if given["pool"] is not None else f"/var/lib/libvirt/images/{PROJECT}-{stack}"
+    if not isinstance(pool_path, str) or not pool_path.startswith("/") or pool_path.rstrip("/") in ("", "/var", "/var/lib"):
+        problems.add("pool", pool_path, "expected an absolute directory path for the lab's own storage pool")
+
+    machine = MachineSize(
+        vcpus=_as_int(problems, "vcpus", given["vcpus"], 1, 64) or 1,
+        memory_mib=_as_int(problems, "memoryMiB", given["memoryMiB"], 512, 262144) or 512,
+        disk_gib=_as_int(problems, "diskGiB", given["diskGiB"], 4, 2048) or 4,
+    )
+
+    ssh_keys = _parse_ssh_keys(problems, given["sshPublicKeys"], default_ssh_keys)
+    install_packages = _as_bool(problems, "installPackages", given["installPackages"])
+    if install_packages and network_mode == "isolated":
+        problems.items.append(
+            "installPackages: true cannot work with networkMode 'isolated' (guests have no route out); "
+            "use networkMode 'nat', or an image that carries the packages with installPackages false"
+        )
+
+    if problems.items:
+        raise SettingsError(problems.items)
+
+    assert vip and network_mode and domain_type and stats_user and vrrp and install_packages is not None
+    return LabSettings(
+        stack=stack,
+        vip=vip,
+        frontend=frontend,
+        backend=backend,
+        network_mode=network_mode,
+        load_balancers=tuple(load_balancers),
+        web_servers=tuple(web_servers),
+        http_port=ports["httpPort"],  # type: ignore[arg-type]
+        https_port=ports["httpsPort"],  # type: ignore[arg-type]
+        stats_port=ports["statsPort"],  # type: ignore[arg-type]
+        web_http_port=ports["webHttpPort"],  # type: ignore[arg-type]
+        web_https_port=ports["webHttpsPort"],  # type: ignore[arg-type]
+        stats_user=stats_user,
+        stats_password=stats_password,
+        vrrp=vrrp,
+        domain_type=domain_type,
+        base_image=base_image,
+        pool_path=pool_path.rstrip("/"),
+        machine=machine,
+        ssh_public_keys=ssh_keys,
+        install_packages=install_packages,
+    )
+
+
+def _parse_load_balancers(problems: _Problems, value: Any) -> list[LoadBalancer]:
+    items = _as_object_list(problems, "loadBalancers", value)
+    if items and len(items) != 2:
+        problems.add("loadBalancers", [i.get("name") for i in items], "expected exactly two load balancers (one VRRP pair)")
+    result = []
+    for index, item in enumerate(items):
+        where = f"loadBalancers[{index}]."
+        _check_keys(problems, where, item, LOAD_BALANCER_KEYS)
+        name = item.get("name")
+        address = _as_address(problems, where + "address", item.get("address"))
+        backend_address = _as_address(problems, where + "backendAddress", item.get("backendAddress"))
+        priority = _as_int(problems, where + "priority", item.get("priority"), 1, 254)
+        if address and backend_address and priority:
+            result.append(LoadBalancer(str(name), address, backend_address, priority))
+    if len(result) == 2 and result[0].priority == result[1].priority:
+        problems.add("loadBalancers[1].priority", result[1].priority,
+                     f"expected a priority different from {result[0].name}'s ({result[0].priority}): VRRP needs a clear master")
+    return result
+
+
+def _parse_web_servers(problems: _Problems, value: Any) -> list[WebServer]:
+    items = _as_object_list(problems, "webServers", value)
+    if not items and isinstance(_decode(value), list):
+        problems.add("webServers", [], "expected at least one web server")
+    result = []
+    for index, item in enumerate(items):
+        where = f"webServers[{index}]."
+        _check_keys(problems, where, item, WEB_SERVER_KEYS)
+        address = _as_address(problems, where + "address", item.get("address"))
+        if address:
+            result.append(WebServer(str(item.get("name")), address))
+    return result
+
+
+def _check_addresses(
+    problems: _Problems,
+    vip: Optional[IPv4Address],
+    frontend: Optional[LabNetworkPlan],
+    backend: Optional[LabNetworkPlan],
+    load_balancers: Sequence[LoadBalancer],
+    web_servers: Sequence[WebServer],
+) -> None:
+    """Every address inside its network, not reserved, and used once."""
+    owners: dict[tuple[str, IPv4Address], str] = {}
+
+    def claim(key: str, address: IPv4Address, plan: Optional[LabNetworkPlan], setting: str) -> None:
+        if plan is None:
+            return
+        net = plan.network
+        if address not in net:
+            problems.add(key, str(address), f"expected an address inside {setting} {net}")
+            return
+        reserved = {
+            net.network_address: "the network address",
+            net.broadcast_address: "the broadcast address",
+            plan.gateway: "the libvirt host/gateway address",
+        }
+        if address in reserved:
+            lo, hi = plan.gateway + 1, net.broadcast_address - 1
+            problems.add(key, str(address), f"it is {reserved[address]} of {net}; expected one of {lo}-{hi}")
+            return
+        previous = owners.get((plan.role, address))
+        if previous:
+            problems.add(key, str(address), f"already used by {previous}; every address must be unique")
+            return
+        owners[(plan.role, address)] = key
+
+    if vip is not None:
+        claim("vip", vip, frontend, "frontendCidr")
+    for i, lb in enumerate(load_balancers):
+        claim(f"loadBalancers[{i}].address", lb.address, frontend, "frontendCidr")
+        claim(f"loadBalancers[{i}].backendAddress", lb.backend_address, backend, "backendCidr")
+    for i, web in enumerate(web_servers):
+        claim(f"webServers[{i}].address", web.address, backend, "backendCidr")
+
+
+def _check_names(problems: _Problems, load_balancers: Sequence[LoadBalancer], web_servers: Sequence[WebServer]) -> None:
+    seen: set[str] = set()
+    entries = [(f"loadBalancers[{i}].name", lb.name) for i, lb in enumerate(load_balancers)]
+    entries += [(f"webServers[{i}].name", web.name) for i, web in enumerate(web_servers)]
+    for key, name in entries:
+        if not _HOSTNAME.fullmatch(name):
+            problems.add(key, name, "expected a host name: 1-63 lowercase letters, digits or dashes, not starting or ending with a dash")
+        elif name in seen:
+            problems.add(key, name, "expected a unique name; it is used twice")
+        seen.add(name)
+
+
+def _check_port_collisions(problems: _Problems, ports: Mapping[str, Optional[int]], keys: Sequence[str], where: str) -> None:
+    seen: dict[int, str] = {}
+    for key in keys:
+        port = ports[key]
+        if port is None:
+            continue
+        if port == 22:
+            problems.add(key, port, f"expected a port other than 22: SSH listens there on every {where}")
+        elif port in seen:
+            problems.add(key, port, f"expected a port different from {seen[port]}: both listen on the {where}")
+        else:
+            seen[port] = key
+
+
+def _parse_vrrp(problems: _Problems, value: Any, load_balancers: Sequence[LoadBalancer]) -> Optional[Vrrp]:
+    given = _as_object(problems, "vrrp", value)
+    _check_keys(problems, "vrrp.", given, VRRP_KEYS)
+    profile = _as_choice(problems, "vrrp.profile", given.get("profile", "classic"), VRRP_PROFILES) or "classic"
+    defaults = VRRP_PROFILE_DEFAULTS[profile]
+    version = defaults["version"]
+
+    virtual_router_id = _as_int(problems, "vrrp.virtualRouterId", given.get("virtualRouterId", 1), 1, 255)
+    advert = _decode(given.get("advertInterval", defaults["advertInterval"]))
+    advert_interval: Optional[float] = None
+    if version == 2:
+        # VRRPv2 counts adverts in whole seconds.
+        if isinstance(advert, bool) or not isinstance(advert, int) or not 1 <= advert <= 255:
+            problems.add("vrrp.advertInterval", advert, "expected whole seconds from 1 to 255 with the classic profile (VRRPv2); "
+                         "use profile 'fast' (VRRPv3) for sub-second adverts")
+        else:
+            advert_interval = float(advert)
+    else:
+        # VRRPv3 counts centiseconds, 1 to 4095.
+        if isinstance(advert, bool) or not isinstance(advert, (int, float)) or not 0.01 <= advert <= 40.95 \
+                or abs(round(advert * 100) - advert * 100) > 1e-9:
+            problems.add("vrrp.advertInterval", advert, "expected seconds from 0.01 to 40.95 in steps of 0.01 (VRRPv3)")
+        else:
+            advert_interval = float(advert)
+
+    unicast = _as_bool(problems, "vrrp.unicast", given.get("unicast", True))
+    # keepalived refuses script intervals under one second.
+    check_interval = _as_int(problems, "vrrp.checkInterval", given.get("checkInterval", defaults["checkInterval"]), 1, 3600)
+    check_weight = _as_int(problems, "vrrp.checkWeight", given.get("checkWeight", 2), 1, 253)
+    preempt = _as_bool(problems, "vrrp.preempt", given.get("preempt", True))
+
+    if check_weight and len(load_balancers) == 2:
+        gap = abs(load_balancers[0].priority - load_balancers[1].priority)
+        if check_weight <= gap:
+            problems.add("vrrp.checkWeight", check_weight,
+                         f"expected more than the priority gap ({gap}): otherwise a failed HAProxy check never moves the VIP")
+    if None in (virtual_router_id, advert_interval, unicast, check_interval, check_weight, preempt):
+        return None
+    return Vrrp(profile, version, virtual_router_id, advert_interval, unicast, check_interval,  # type: ignore[arg-type]
+                check_weight, preempt)  # type: ignore[arg-type]
+
+
+def _parse_ssh_keys(problems: _Problems, value: Any, default_keys: Sequence[str]) -> tuple[str, ...]:
+    if value is None:
+        value = list(default_keys)
+    value = _decode(value)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        problems.add("sshPublicKeys", value, "expected a list of OpenSSH public keys")
+        return ()
+    keys = []
+    for index, key in enumerate(value):
+        if not isinstance(key, str) or not _valid_ssh_public_key(key.strip()):
+            shown = key if not isinstance(key, str) or len(key) < 40 else key[:37] + "..."
+            problems.add(f"sshPublicKeys[{index}]", shown,
+                         f"expected an OpenSSH public key line ({', '.join(_SSH_KEY_TYPES[:3])}, ...)")
+        else:
+            keys.append(key.strip())
+    return tuple(keys)
+
+
+def mac_address(settings: LabSettings, host: str, role: str) -> str:
+    """A MAC that stays the same for the same lab, host and network (network-config matches it)."""
+    digest = hashlib.sha256(f"{settings.lab_name}/{host}/{role}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def default_ssh_public_keys(home: str) -> list[str]:
+    """The user's own public keys (~/.ssh/*.pub), the default for sshPublicKeys."""
+    import pathlib
+
+    keys = []
+    for path in sorted(pathlib.Path(home, ".ssh").glob("id_*.pub")):
+        text = path.read_text(errors="replace").strip()
+        if text:
+            keys.append(text)
+    return keys

@@ -1,0 +1,29 @@
+"""Reads the `ha-lb:` stack configuration from the Pulumi runtime and validates it once."""
+
+from __future__ import annotations
+
+import os
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from .settings import PROJECT, LabSettings, SettingsError, default_ssh_public_keys, load_settings
+
+
+def raw_stack_config() -> dict[str, object]:
+    """Every `ha-lb:*` key, including unknown ones, so a typo is reported instead of ignored."""
+    prefix = f"{PROJECT}:"
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    return {key[len(prefix):]: runtime_config.get_config(key) for key in sorted(keys) if key.startswith(prefix)}
+
+
+def load_stack_settings() -> LabSettings:
+    try:
+        return load_settings(
+            raw_stack_config(),
+            stack=pulumi.get_stack(),
+            default_ssh_keys=default_ssh_public_keys(os.path.expanduser("~")),
+        )
+    except SettingsError as error:
+        # RunError: Pulumi prints the message alone, without a Python traceback.
+        raise pulumi.RunError(str(error)) from None
