@@ -1,0 +1,140 @@
+"""Runs the real Pulumi program (__main__.py) under Pulumi mocks and captures what it registers.
+
+Used by the offline render (components/offline.py) and by the tests.
+
+No Pulumi CLI and no libvirt are needed: every resource's type, name, parent, options and resolved
+inputs are recorded, and the stack outputs are resolved (with their secret-ness).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import runpy
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import pulumi
+from pulumi.runtime import settings as runtime_settings
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+PROGRAM = PROJECT_ROOT / "__main__.py"
+
+# What the mocks answer for a generated password, so offline renders are stable and obviously fake.
+MOCK_GENERATED_PASSWORD = "generated-at-deploy-time"
+
+
+@dataclass
+class CapturedResource:
+    type: str
+    name: str
+    id: Optional[str]
+    inputs: dict[str, Any]
+    parent: Optional[str] = None  # the parent's logical name (None for the stack)
+    parent_type: Optional[str] = None
+    custom: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "id": self.id, "inputs": self.inputs}
+
+
+@dataclass
+class ProgramRun:
+    resources: list[CapturedResource]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+
+    def of_type(self, type_token: str) -> list[CapturedResource]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def named(self, name: str) -> CapturedResource:
+        matches = [r for r in self.resources if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+
+class _CapturingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.registered: dict[str, dict[str, Any]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
+        outputs = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = MOCK_GENERATED_PASSWORD
+        resource_id = f"{args.name}-id" if args.custom else None
+        self.registered[args.name] = {"type": args.typ, "inputs": dict(args.inputs), "id": resource_id,
+                                      "custom": args.custom}
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list[tuple[str, str]]]]:
+        return {}, None
+
+
+def _config_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def run_program(config: Mapping[str, Any], stack: str = "test", preview: bool = False,
+                secret_keys: tuple[str, ...] = ("statsPassword",)) -> ProgramRun:
+    """Run __main__.py for a stack config (camelCase keys without the `ha-lb:` prefix)."""
+    mocks = _CapturingMocks()
+    runtime_settings.ROOT.set(None)  # a fresh stack resource for every run
+    pulumi.runtime.set_mocks(mocks, project="ha-lb", stack=stack, preview=preview)
+    pulumi.runtime.set_all_config(
+        {f"ha-lb:{key}": _config_value(value) for key, value in config.items()},
+        [f"ha-lb:{key}" for key in secret_keys if key in config],
+    )
+
+    structure: dict[str, dict[str, Any]] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        opts = args.opts or pulumi.ResourceOptions()
+        parent = opts.parent
+        structure[args.name] = {
+            "parent": getattr(parent, "_name", None),
+            "parent_type": getattr(parent, "_type", None),
+            "options": {
+                "ignore_changes": list(opts.ignore_changes or []),
+                "delete_before_replace": opts.delete_before_replace,
+                "replace_on_changes": list(opts.replace_on_changes or []),
+                "depends_on": [getattr(d, "_name", None) for d in (opts.depends_on or [])]
+                if isinstance(opts.depends_on, list) else opts.depends_on,
+                "additional_secret_outputs": list(opts.additional_secret_outputs or []),
+            },
+        }
+        return None
+
+    outputs: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        pulumi.runtime.register_stack_transformation(record)
+        runpy.run_path(str(PROGRAM), run_name="__pulumi_program__")
+        exported: dict[str, pulumi.Output[Any]] = runtime_settings.get_root_resource().outputs  # type: ignore[union-attr]
+
+        def collect(name: str, output: pulumi.Output[Any]) -> pulumi.Output[None]:
+            async def secret() -> bool:
+                return await output.is_secret()
+
+            def store(pair: list[Any]) -> None:
+                outputs[name] = pair[0]
+                if pair[1]:
+                    secret_outputs.add(name)
+
+            return pulumi.Output.all(output, pulumi.Output.from_input(secret())).apply(store)
+
+        return pulumi.Output.all(*[collect(n, pulumi.Output.from_input(o)) for n, o in exported.items()])
+
+    program()
+
+    resources = []
+    for name, info in mocks.registered.items():
+        shape = structure.get(name, {})
+        resources.append(CapturedResource(
+            type=info["type"], name=name, id=info["id"], inputs=info["inputs"], custom=info["custom"],
+            parent=shape.get("parent"), parent_type=shape.get("parent_type"), options=shape.get("options", {}),
+        ))
+    return ProgramRun(resources=resources, outputs=outputs, secret_outputs=secret_outputs)

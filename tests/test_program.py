@@ -1,0 +1,138 @@
+"""The real program under Pulumi mocks: resource graph, outputs, secrets, validation, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.program_run import MOCK_GENERATED_PASSWORD, run_program
+
+DOMAIN = "libvirt:index/domain:Domain"
+VOLUME = "libvirt:index/volume:Volume"
+CLOUD_INIT = "libvirt:index/cloudInitDisk:CloudInitDisk"
+NETWORK = "libvirt:index/network:Network"
+POOL = "libvirt:index/pool:Pool"
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    return run_program({"statsPassword": PASSWORD}, stack="dev")
+
+
+def test_four_vms_each_with_disk_seed_and_domain_parented_to_their_component(lab):
+    assert len(lab.of_type(DOMAIN)) == 4 and len(lab.of_type(CLOUD_INIT)) == 4
+    assert len(lab.of_type(NETWORK)) == 2 and len(lab.of_type(POOL)) == 1
+    assert len(lab.of_type(VOLUME)) == 5  # one base image + one copy-on-write disk per VM
+    for vm in ("lb01", "lb02", "web01", "web02"):
+        component = lab.named(vm)
+        assert component.type == "ha-lb:index:VirtualMachine"
+        assert component.parent == ("lb" if vm.startswith("lb") else "web")
+        for child in (f"{vm}-disk", f"{vm}-cloud-init", f"{vm}-domain"):
+            assert lab.named(child).parent == vm
+    assert lab.named("lb").type == "ha-lb:index:LoadBalancerPair" and lab.named("lb").parent == "lab"
+    assert lab.named("web").type == "ha-lb:index:WebTier"
+    assert lab.named("frontend").type == "ha-lb:index:LabNetwork"
+    assert lab.named("lab").type == "ha-lb:index:Lab" and lab.named("lab").parent is None
+    assert all(r.parent is not None for r in lab.resources if r.name != "lab")
+
+
+def test_domains_are_wired_to_their_own_disk_seed_and_networks(lab):
+    lb01 = lab.named("lb01-domain").inputs
+    assert lb01["name"] == "ha-lb-dev-lb01" and lb01["type"] == "kvm" and lb01["qemuAgent"] is True
+    assert lb01["disks"] == [{"volumeId": lab.named("lb01-disk").id}]
+    assert lb01["cloudinit"] == lab.named("lb01-cloud-init").id
+    assert [n["networkId"] for n in lb01["networkInterfaces"]] == [
+        lab.named("frontend-network").id, lab.named("backend-network").id]
+    assert all("waitForLease" not in n or n["waitForLease"] is False for n in lb01["networkInterfaces"])
+    assert lb01["consoles"] == [{"type": "pty", "targetPort": "0", "targetType": "serial"}]
+    web01 = lab.named("web01-domain").inputs
+    assert [n["networkId"] for n in web01["networkInterfaces"]] == [lab.named("backend-network").id]
+    disk = lab.named("web01-disk").inputs
+    assert disk["baseVolumeId"] == lab.named("storage-base-image").id and disk["size"] == 10 * 1024**3
+
+
+def test_network_config_matches_the_macs_the_domain_declares(lab):
+    for vm in ("lb01", "web02"):
+        macs = [n["mac"] for n in lab.named(f"{vm}-domain").inputs["networkInterfaces"]]
+        config = yaml.safe_load(lab.named(f"{vm}-cloud-init").inputs["networkConfig"])
+        assert [nic["match"]["macaddress"] for nic in config["ethernets"].values()] == macs
+
+
+def test_outputs(lab):
+    assert lab.outputs["vip"] == "192.168.10.3"
+    assert lab.outputs["httpUrl"] == "http://192.168.10.3/"
+    assert lab.outputs["httpsUrl"] == "https://192.168.10.3/"
+    assert lab.outputs["statsUrl"] == "http://192.168.10.3:9000/haproxy_stats"
+    assert lab.outputs["statsUser"] == "admin"
+    assert lab.outputs["loadBalancers"] == {"lb01": {"frontend": "192.168.10.4", "backend": "192.168.80.11"},
+                                            "lb02": {"frontend": "192.168.10.2", "backend": "192.168.80.12"}}
+    assert lab.outputs["webServers"] == {"web01": {"backend": "192.168.80.3"}, "web02": {"backend": "192.168.80.2"}}
+    assert lab.outputs["statsPassword"] == PASSWORD and lab.secret_outputs == {"statsPassword"}
+
+
+def test_the_password_never_appears_in_any_resource_input(lab):
+    for resource in lab.resources:
+        assert PASSWORD not in repr(resource.inputs), resource.name
+    assert "user admin password $6$" in lab.named("lb01-cloud-init").inputs["userData"]
+
+
+def test_a_generated_password_is_a_secret_output_and_only_its_hash_is_rendered():
+    run = run_program({}, stack="dev")
+    generator = run.named("stats-password")
+    assert generator.type == "random:index/randomPassword:RandomPassword" and generator.parent == "lab"
+    assert run.outputs["statsPassword"] == MOCK_GENERATED_PASSWORD and "statsPassword" in run.secret_outputs
+    user_data = run.named("lb01-cloud-init").inputs["userData"]
+    assert MOCK_GENERATED_PASSWORD not in user_data and "password $6$" in user_data
+
+
+def test_more_web_servers_more_vms_and_haproxy_lines():
+    webs = [{"name": f"web{i:02}", "address": f"192.168.80.{20 + i}"} for i in range(1, 4)]
+    run = run_program({"webServers": webs, "statsPassword": PASSWORD}, stack="dev")
+    assert len(run.of_type(DOMAIN)) == 5
+    user_data = run.named("lb02-cloud-init").inputs["userData"]
+    assert all(f"server web{i:02} 192.168.80.{20 + i}:8080 check" in user_data for i in range(1, 4))
+
+
+def test_isolated_qemu_lab_for_air_gapped_hosts():
+    run = run_program({"networkMode": "isolated", "installPackages": False, "domainType": "qemu",
+                       "statsPassword": PASSWORD, "baseImage": "/srv/images/debian.qcow2"}, stack="e2e")
+    assert {n.inputs["mode"] for n in run.of_type(NETWORK)} == {"none"}
+    assert {d.inputs["type"] for d in run.of_type(DOMAIN)} == {"qemu"}
+    assert run.named("storage-base-image").inputs["source"] == "/srv/images/debian.qcow2"
+    assert "packages:" not in run.named("web01-cloud-init").inputs["userData"]
+
+
+def test_invalid_settings_fail_before_any_resource_with_every_problem():
+    with pytest.raises(Exception) as info:
+        run_program({"vip": "10.1.1.1", "httpPort": 99999}, stack="dev")
+    message = str(info.value)
+    assert "vip: '10.1.1.1' is not valid" in message and "httpPort: 99999 is not valid" in message
+    assert type(info.value).__name__ == "RunError"  # Pulumi shows RunError without a traceback
+
+
+def test_invalid_settings_register_nothing():
+    from components import program_run
+
+    registered = {}
+
+    class Spy(program_run._CapturingMocks):
+        def new_resource(self, args):
+            registered[args.name] = args.typ
+            return super().new_resource(args)
+
+    original = program_run._CapturingMocks
+    program_run._CapturingMocks = Spy
+    try:
+        with pytest.raises(Exception):
+            program_run.run_program({"webServers": []}, stack="dev")
+    finally:
+        program_run._CapturingMocks = original
+    assert registered == {}
+
+
+def test_two_runs_register_identical_inputs():
+    first = run_program({"statsPassword": PASSWORD}, stack="dev")
+    second = run_program({"statsPassword": PASSWORD}, stack="dev")
+    as_map = lambda run: {r.name: (r.type, r.inputs) for r in run.resources}  # noqa: E731
+    assert as_map(first) == as_map(second)

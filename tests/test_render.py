@@ -1,0 +1,185 @@
+"""Rendering: what each VM receives, checked as text a user would read (no Pulumi, no tools)."""
+
+from __future__ import annotations
+
+import jinja2
+import pytest
+import yaml
+
+from components.render import (
+    lab_hosts,
+    load_balancer_files,
+    render_haproxy_cfg,
+    render_host,
+    render_keepalived_conf,
+    render_nftables_conf,
+    stats_password_hash,
+)
+from components.settings import load_settings
+from components.sha_crypt import sha512_crypt
+from tests import crypt_compat
+
+PASSWORD = "correct-horse-battery"
+
+
+def settings(**raw):
+    return load_settings({"statsPassword": PASSWORD, **raw}, stack="test")
+
+
+def lb(s, name):
+    return next(x for x in s.load_balancers if x.name == name)
+
+
+def host(s, name):
+    return next(h for h in lab_hosts(s) if h.name == name)
+
+
+def test_sha512_crypt_matches_the_published_test_vector_and_the_system_crypt():
+    assert sha512_crypt("Hello world!", "saltstring") == (
+        "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1")
+    system_crypt = crypt_compat.system_crypt()
+    if system_crypt:
+        for password in ("", "a", "x" * 80, "pässwörd"):
+            assert sha512_crypt(password, "abcdefgh") == system_crypt(password, "$6$abcdefgh")
+
+
+def test_keepalived_lb01_is_master_and_lb02_backup_with_the_classic_values():
+    s = settings()
+    lb01, lb02 = render_keepalived_conf(s, lb(s, "lb01")), render_keepalived_conf(s, lb(s, "lb02"))
+    assert "state MASTER" in lb01 and "priority 100" in lb01 and "router_id lb01" in lb01
+    assert "state BACKUP" in lb02 and "priority 99" in lb02 and "router_id lb02" in lb02
+    for conf in (lb01, lb02):
+        assert 'script "/usr/bin/systemctl is-active --quiet haproxy"' in conf
+        assert "interval 2" in conf and "weight 2" in conf and "virtual_router_id 1" in conf
+        assert "advert_int 1\n" in conf and "vrrp_version 2" in conf
+        assert "192.168.10.3 dev frontend" in conf and "interface frontend" in conf
+        assert "vrrp_track_process track_haproxy" in conf and "process haproxy" in conf
+    # Unicast (default): each names itself as source and the other as peer.
+    assert "unicast_src_ip 192.168.10.4" in lb01 and "unicast_peer {\n        192.168.10.2\n    }" in lb01
+    assert "unicast_src_ip 192.168.10.2" in lb02 and "unicast_peer {\n        192.168.10.4\n    }" in lb02
+
+
+def test_keepalived_multicast_has_no_unicast_peers():
+    s = settings(vrrp={"unicast": False})
+    conf = render_keepalived_conf(s, lb(s, "lb01"))
+    assert "unicast_src_ip" not in conf and "unicast_peer" not in conf
+
+
+def test_without_preempt_both_start_as_backup_with_nopreempt():
+    s = settings(vrrp={"preempt": False})
+    for name in ("lb01", "lb02"):
+        conf = render_keepalived_conf(s, lb(s, name))
+        assert "state BACKUP" in conf and "nopreempt" in conf and "state MASTER" not in conf
+
+
+def test_fast_profile_renders_vrrpv3_with_a_tenth_of_a_second():
+    s = settings(vrrp={"profile": "fast"})
+    conf = render_keepalived_conf(s, lb(s, "lb01"))
+    assert "vrrp_version 3" in conf and "advert_int 0.1\n" in conf and "interval 1\n" in conf
+
+
+def test_haproxy_balances_every_web_server_and_passes_tls_through():
+    s = settings(webServers=[{"name": f"web{i:02}", "address": f"192.168.80.{20 + i}"} for i in range(1, 4)])
+    cfg = render_haproxy_cfg(s, stats_password_hash(s, PASSWORD))
+    assert "bind 192.168.10.3:80\n" in cfg and "bind 192.168.10.3:443\n" in cfg and "bind :9000" in cfg
+    for i in range(1, 4):
+        assert f"server web{i:02} 192.168.80.{20 + i}:8080 check\n" in cfg
+        assert f"server web{i:02} 192.168.80.{20 + i}:8443 check check-ssl verify none" in cfg
+    https_frontend = cfg.split("\nfrontend web-prod-https")[1].split("\nbackend web-prod-https")[0]
+    https_backend = cfg.split("\nbackend web-prod-https")[1]
+    assert "mode tcp" in https_frontend and "mode tcp" in https_backend
+    assert "option redispatch" in cfg and "retries 3" in cfg and "maxconn 4000" in cfg
+    for timeout in ("http-request 10s", "queue 1m", "connect 10s", "client 1m", "server 1m"):
+        assert f"timeout {timeout}\n" in cfg
+
+
+def test_stats_page_always_asks_for_a_password_and_only_its_hash_is_rendered():
+    s = settings()
+    cfg = render_haproxy_cfg(s, stats_password_hash(s, PASSWORD))
+    assert "stats http-request auth" in cfg and "http_auth(stats_users)" in cfg and "stats hide-version" in cfg
+    assert f"user admin password {sha512_crypt(PASSWORD, stats_password_hash(s, PASSWORD).split('$')[2])}" in cfg
+    assert PASSWORD not in cfg
+    assert "stats uri /haproxy_stats" in cfg
+
+
+def test_firewall_allows_vrrp_from_the_peer_for_unicast_and_to_the_group_for_multicast():
+    s = settings()
+    unicast = render_nftables_conf(s, host(s, "lb01"))
+    assert "policy drop" in unicast and 'ip saddr 192.168.10.2 ip protocol 112 accept' in unicast
+    assert "ip protocol 51" not in unicast and "224.0.0.18" not in unicast
+    assert "ip daddr 192.168.10.3 tcp dport { 80, 443 } accept" in unicast and "tcp dport 9000 accept" in unicast
+    s = settings(vrrp={"unicast": False})
+    multicast = render_nftables_conf(s, host(s, "lb02"))
+    assert 'ip daddr 224.0.0.18 ip protocol 112 accept' in multicast
+
+
+def test_web_firewall_opens_app_ports_to_the_backend_network_only():
+    s = settings()
+    rules = render_nftables_conf(s, host(s, "web01"))
+    assert "ip saddr 192.168.80.0/24 tcp dport { 8080, 8443 } accept" in rules
+    assert "dport { 80, 443 }" not in rules and "protocol 112" not in rules
+
+
+def test_user_data_carries_each_file_verbatim_and_activates_in_order():
+    s = settings()
+    files = load_balancer_files(s, lb(s, "lb01"), stats_password_hash(s, PASSWORD))
+    cloud = render_host(s, host(s, "lb01"), stats_password_hash(s, PASSWORD))
+    assert cloud.user_data.startswith("#cloud-config\n")
+    document = yaml.safe_load(cloud.user_data)
+    assert {f["path"]: f["content"] for f in document["write_files"]} == {f.path: f.content for f in files}
+    assert document["packages"] == ["haproxy", "keepalived", "nftables", "qemu-guest-agent"]
+    activate = next(f.content for f in files if f.path.endswith("ha-lb-activate"))
+    lines = [line for line in activate.splitlines() if line and not line.startswith("#")]
+    order = [next(i for i, line in enumerate(lines) if line.startswith(prefix)) for prefix in (
+        "sysctl", "haproxy -c", "keepalived --config-test", "systemctl restart haproxy", "systemctl restart keepalived")]
+    assert order == sorted(order), "sysctl must be applied and configs validated before HAProxy starts"
+    assert "set -eu" in activate
+    sysctl = next(f.content for f in files if f.path == "/etc/sysctl.d/60-ha-lb.conf")
+    assert "net.ipv4.ip_nonlocal_bind = 1" in sysctl and "net.ipv4.ip_forward = 1" in sysctl
+
+
+def test_golden_images_get_no_package_list():
+    s = settings(installPackages=False)
+    document = yaml.safe_load(render_host(s, host(s, "web01"), None).user_data)
+    assert "packages" not in document and "package_update" not in document
+
+
+def test_network_config_matches_nics_by_mac_and_routes_only_in_nat_mode():
+    s = settings()
+    nat = yaml.safe_load(render_host(s, host(s, "lb01"), "x").network_config)
+    frontend = nat["ethernets"]["frontend"]
+    assert frontend["set-name"] == "frontend" and frontend["addresses"] == ["192.168.10.4/24"]
+    assert frontend["match"]["macaddress"] == host(s, "lb01").nics[0].mac
+    assert frontend["routes"] == [{"to": "0.0.0.0/0", "via": "192.168.10.1"}]
+    assert "routes" not in nat["ethernets"]["backend"]
+    s = settings(networkMode="isolated", installPackages=False)
+    isolated = yaml.safe_load(render_host(s, host(s, "lb01"), "x").network_config)
+    assert all("routes" not in nic for nic in isolated["ethernets"].values())
+
+
+def test_meta_data_instance_id_is_stable_per_lab_and_host():
+    s = settings()
+    meta = yaml.safe_load(render_host(s, host(s, "web02"), None).meta_data)
+    assert meta == {"instance-id": "ha-lb-test-web02", "local-hostname": "web02"}
+
+
+def test_same_settings_render_byte_identical_text():
+    first = [render_host(settings(), h, "hash") for h in lab_hosts(settings())]
+    second = [render_host(settings(), h, "hash") for h in lab_hosts(settings())]
+    assert first == second
+
+
+def test_macs_are_distinct_and_stable():
+    macs = [nic.mac for h in lab_hosts(settings()) for nic in h.nics]
+    assert len(set(macs)) == len(macs) and all(m.startswith("52:54:00:") for m in macs)
+    assert macs == [nic.mac for h in lab_hosts(settings()) for nic in h.nics]
+
+
+def test_templates_refuse_missing_values():
+    # StrictUndefined: a template variable the code forgot to pass fails loudly instead of rendering "".
+    from components import render
+
+    with pytest.raises(jinja2.UndefinedError):
+        render._render("sysctl.conf.j2")
+    with pytest.raises(ValueError, match="stats password hash"):
+        render_host(settings(), host(settings(), "lb01"), None)

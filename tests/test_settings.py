@@ -1,0 +1,129 @@
+"""Settings: defaults follow the reference plan; bad input is reported completely and clearly."""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address
+
+import pytest
+
+from components.settings import SettingsError, load_settings
+
+KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx1e+MvWg3P+0mXZlq7y0tq3T1m8bYd2Yb8bLr8t7QF test@lab")
+
+
+def problems_for(raw: dict) -> tuple[str, ...]:
+    with pytest.raises(SettingsError) as info:
+        load_settings(raw, stack="test")
+    return info.value.problems
+
+
+def assert_problem(raw: dict, key: str, *fragments: str) -> None:
+    problems = problems_for(raw)
+    matching = [p for p in problems if p.startswith(key + ":")]
+    assert matching, f"no problem reported for {key}; got {problems}"
+    for fragment in fragments:
+        assert any(fragment in p for p in matching), f"{fragment!r} not in {matching}"
+
+
+def test_defaults_reproduce_the_reference_plan_where_libvirt_allows():
+    s = load_settings({}, stack="dev")
+    assert s.vip == IPv4Address("192.168.10.3")
+    assert [(lb.name, str(lb.address), lb.priority) for lb in s.load_balancers] == [
+        ("lb01", "192.168.10.4", 100), ("lb02", "192.168.10.2", 99)]
+    assert [(w.name, str(w.address)) for w in s.web_servers] == [("web01", "192.168.80.3"), ("web02", "192.168.80.2")]
+    assert (s.http_port, s.https_port, s.stats_port, s.web_http_port, s.web_https_port) == (80, 443, 9000, 8080, 8443)
+    assert s.vrrp.virtual_router_id == 1 and s.vrrp.advert_interval == 1 and s.vrrp.unicast
+    assert (s.vrrp.check_interval, s.vrrp.check_weight, s.vrrp.preempt, s.vrrp.version) == (2, 2, True, 2)
+    assert s.frontend.gateway == IPv4Address("192.168.10.1")
+    assert s.lab_name == "ha-lb-dev" and s.pool_path == "/var/lib/libvirt/images/ha-lb-dev"
+
+
+def test_structured_values_arrive_as_json_text_from_pulumi():
+    s = load_settings({"webServers": '[{"name": "w1", "address": "192.168.80.20"}]', "httpPort": "8000",
+                       "installPackages": "false", "networkMode": "isolated"}, stack="dev")
+    assert [w.name for w in s.web_servers] == ["w1"] and s.http_port == 8000 and s.install_packages is False
+
+
+def test_fast_profile_uses_vrrpv3_with_sub_second_adverts():
+    s = load_settings({"vrrp": {"profile": "fast"}}, stack="dev")
+    assert (s.vrrp.version, s.vrrp.advert_interval, s.vrrp.check_interval) == (3, 0.1, 1)
+    assert s.vrrp.master_down_interval < 1
+
+
+@pytest.mark.parametrize("raw, key, fragments", [
+    ({"vip": "192.168.20.3"}, "vip", ["inside frontendCidr 192.168.10.0/24"]),
+    ({"vip": "192.168.10.0"}, "vip", ["network address"]),
+    ({"vip": "192.168.10.255"}, "vip", ["broadcast address"]),
+    ({"vip": "192.168.10.1"}, "vip", ["gateway"]),
+    ({"vip": "192.168.10.4"}, "loadBalancers[0].address", ["already used by vip"]),
+    ({"vip": "not-an-ip"}, "vip", ["'not-an-ip'", "IPv4 address"]),
+    ({"frontendCidr": "192.168.10.1/24"}, "frontendCidr", ["host bits zero"]),
+    ({"frontendCidr": "banana"}, "frontendCidr", ["CIDR"]),
+    ({"backendCidr": "192.168.10.0/25"}, "backendCidr", ["overlap"]),
+    ({"webServers": [{"name": "web01", "address": "192.168.10.50"}]}, "webServers[0].address", ["inside backendCidr"]),
+    ({"webServers": [{"name": "a", "address": "192.168.80.5"}, {"name": "b", "address": "192.168.80.5"}]},
+     "webServers[1].address", ["already used by webServers[0].address"]),
+    ({"webServers": [{"name": "web01", "address": "192.168.80.5"}, {"name": "web01", "address": "192.168.80.6"}]},
+     "webServers[1].name", ["unique"]),
+    ({"webServers": [{"name": "Web_01", "address": "192.168.80.5"}]}, "webServers[0].name", ["host name"]),
+    ({"webServers": []}, "webServers", ["at least one web server"]),
+    ({"loadBalancers": [{"name": "lb01", "address": "192.168.10.4", "backendAddress": "192.168.80.11", "priority": 100},
+                        {"name": "lb02", "address": "192.168.10.2", "backendAddress": "192.168.80.12", "priority": 100}]},
+     "loadBalancers[1].priority", ["different from lb01"]),
+    ({"loadBalancers": [{"name": "lb01", "address": "192.168.10.4", "backendAddress": "192.168.80.11", "priority": 100}]},
+     "loadBalancers", ["exactly two"]),
+    ({"vrrp": {"virtualRouterId": 256}}, "vrrp.virtualRouterId", ["256", "1 to 255"]),
+    ({"vrrp": {"virtualRouterId": 0}}, "vrrp.virtualRouterId", ["1 to 255"]),
+    ({"vrrp": {"advertInterval": 0.5}}, "vrrp.advertInterval", ["whole seconds", "fast"]),
+    ({"vrrp": {"profile": "fast", "advertInterval": 50}}, "vrrp.advertInterval", ["0.01 to 40.95"]),
+    ({"vrrp": {"profile": "turbo"}}, "vrrp.profile", ["classic, fast"]),
+    ({"vrrp": {"checkInterval": 0}}, "vrrp.checkInterval", ["1 to 3600"]),
+    ({"vrrp": {"checkWeight": 1}}, "vrrp.checkWeight", ["priority gap"]),
+    ({"vrrp": {"unicats": True}}, "vrrp.unicats", ["unknown setting"]),
+    ({"httpPort": 70000}, "httpPort", ["1 to 65535"]),
+    ({"httpPort": 0}, "httpPort", ["1 to 65535"]),
+    ({"statsPort": 80}, "statsPort", ["different from httpPort"]),
+    ({"webHttpsPort": 8080}, "webHttpsPort", ["different from webHttpPort"]),
+    ({"httpsPort": 22}, "httpsPort", ["SSH"]),
+    ({"networkMode": "bridge"}, "networkMode", ["nat, isolated"]),
+    ({"networkMode": "isolated"}, "installPackages", ["isolated"]),
+    ({"domainType": "xen"}, "domainType", ["kvm, qemu"]),
+    ({"memoryMiB": 64}, "memoryMiB", ["512 to"]),
+    ({"vcpus": "two"}, "vcpus", ["whole number"]),
+    ({"diskGiB": 1}, "diskGiB", ["4 to"]),
+    ({"sshPublicKeys": ["ssh-ed25519 notbase64!"]}, "sshPublicKeys[0]", ["OpenSSH public key"]),
+    ({"sshPublicKeys": ["ssh-rsa " + KEY.split()[1]]}, "sshPublicKeys[0]", ["OpenSSH public key"]),
+    ({"statsUser": "a b"}, "statsUser", ["letters"]),
+    ({"statsPassword": "short"}, "statsPassword", ["at least 8"]),
+    ({"baseImage": "debian.qcow2"}, "baseImage", ["absolute path or an http(s) URL"]),
+    ({"pool": "relative/dir"}, "pool", ["absolute directory"]),
+    ({"vipp": "192.168.10.3"}, "vipp", ["unknown setting", "vip"]),
+])
+def test_each_bad_setting_is_named_with_its_value_and_what_is_allowed(raw, key, fragments):
+    assert_problem(raw, key, *fragments)
+
+
+def test_every_problem_is_reported_at_once():
+    problems = problems_for({"vip": "10.0.0.1", "httpPort": 0, "vrrp": {"virtualRouterId": 300}, "domainType": "xen"})
+    assert {p.split(":")[0] for p in problems} >= {"vip", "httpPort", "vrrp.virtualRouterId", "domainType"}
+
+
+def test_error_message_is_short_and_readable():
+    with pytest.raises(SettingsError) as info:
+        load_settings({"vip": "192.168.20.3"}, stack="test")
+    message = str(info.value)
+    assert message.startswith("invalid ha-lb stack configuration (1 problem(s)):")
+    assert "vip: '192.168.20.3' is not valid; expected an address inside frontendCidr 192.168.10.0/24" in message
+
+
+def test_a_valid_ssh_key_and_password_are_kept_but_the_password_is_not_in_repr():
+    s = load_settings({"sshPublicKeys": [KEY], "statsPassword": "correct-horse"}, stack="dev")
+    assert s.ssh_public_keys == (KEY,)
+    assert s.stats_password == "correct-horse" and "correct-horse" not in repr(s)
+
+
+def test_invalid_stack_name_is_reported():
+    with pytest.raises(SettingsError) as info:
+        load_settings({}, stack="Bad_Stack")
+    assert any(re.match(r"stack name: 'Bad_Stack'", p) for p in info.value.problems)
