@@ -5,21 +5,27 @@ Every child is parented to its component; no resource is created inside an apply
 
 from __future__ import annotations
 
+import hashlib
+import pathlib
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_random as random
 
-from . import libvirt
+from . import commands, libvirt
+from .guest_scripts import load_balancer_rollout_script, readiness_script, rebuild_key
 from .render import (
     CloudInit,
     Host,
-    lab_hosts,
+    load_balancer_host,
     render_host,
     stats_password_hash,
+    web_server_host,
 )
-from .settings import LabNetworkPlan, LabSettings
+from .settings import LabNetworkPlan, LabSettings, LoadBalancer
+
+PROJECT_DIR = pathlib.Path(__file__).resolve().parent.parent
 
 TOKEN = "ha-lb:index:"
 
@@ -64,9 +70,12 @@ class LabStorage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.pool = libvirt.pool(f"{name}-pool", name=args.lab_name, path=args.pool_path, opts=child)
         self.pool_name = self.pool.name
+        # Named after its source: a new image is created beside the old one, so VMs can move over one
+        # at a time instead of all being deleted with the old image.
+        source_digest = hashlib.sha256(args.base_image.encode()).hexdigest()[:12]
         self.base_image = libvirt.base_image(
             f"{name}-base-image",
-            name=f"{args.lab_name}-base.qcow2",
+            name=f"{args.lab_name}-base-{source_digest}.qcow2",
             pool_name=self.pool.name,
             source=args.base_image,
             opts=child,
@@ -76,35 +85,37 @@ class LabStorage(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class VirtualMachineArgs:
-    lab_name: str
+    settings: LabSettings
     host: Host
     cloud_init: pulumi.Input[CloudInit]
     storage: LabStorage
-    networks: Mapping[str, LabNetwork]  # by network role
-    domain_type: str
-    vcpus: int
-    memory_mib: int
-    disk_gib: int
+    networks: Mapping[str, LabNetwork]
+    # Resources this VM waits for, also when it is replaced: the previous VM of its tier being ready,
+    # so a rebuild never takes two of a tier down at once.
+    after: Sequence[pulumi.Resource] = ()
 
 
 class VirtualMachine(pulumi.ComponentResource):
-    """A disk layered on the base image, its cloud-init seed, and the domain booting them."""
+    """A disk layered on the base image, its cloud-init seed, the domain booting them and, with the
+    readiness gate on, the SSH check that it came up working."""
 
     def __init__(self, name: str, args: VirtualMachineArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TOKEN + "VirtualMachine", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        host = args.host
-        full_name = f"{args.lab_name}-{host.name}"
+        s, host = args.settings, args.host
+        full_name = f"{s.lab_name}-{host.name}"
         cloud_init = pulumi.Output.from_input(args.cloud_init)
+        # Fixed libvirt names: a replacement must delete the old object before creating the new one.
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(args.after), delete_before_replace=True)
 
         self.disk = libvirt.overlay_disk(
             f"{name}-disk",
             name=f"{full_name}.qcow2",
             pool_name=args.storage.pool_name,
             base_volume_id=args.storage.base_image.id,
-            size_gib=args.disk_gib,
+            size_gib=s.machine.disk_gib,
             opts=child,
         )
+        # Rewritten (same path) whenever the config changes, so a rebuilt VM boots with the current one.
         self.cloud_init_disk = libvirt.cloud_init_disk(
             f"{name}-cloud-init",
             name=f"{full_name}-cloud-init.iso",
@@ -117,15 +128,31 @@ class VirtualMachine(pulumi.ComponentResource):
         self.domain = libvirt.domain(
             f"{name}-domain",
             name=full_name,
-            domain_type=args.domain_type,
-            vcpus=args.vcpus,
-            memory_mib=args.memory_mib,
+            # The rebuild key changes only with what a running VM cannot take in place; the seed disk's
+            # id is ignored, so a config the rollout applies does not replace the VM.
+            description=f"{host.name} ({host.role}) of {s.lab_name}; build {rebuild_key(s, host)}",
+            domain_type=s.domain_type,
+            vcpus=s.machine.vcpus,
+            memory_mib=s.machine.memory_mib,
             disk_id=self.disk.id,
             cloud_init_id=self.cloud_init_disk.id,
             nics=[(args.networks[nic.network_role].network_id, nic.mac) for nic in host.nics],
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["cloudinit"])),
         )
         self.addresses = {nic.network_role: str(nic.address) for nic in host.nics}
+        self.address = str(host.address)
+
+        # What "this VM is up" means to whoever waits for it: the SSH check, or just the domain.
+        self.ready: pulumi.Resource = self.domain
+        if s.wait_for_ready:
+            self.ready = commands.on_guest(
+                f"{name}-ready",
+                settings=s,
+                address=self.address,
+                script=readiness_script(s, host),
+                triggers=[self.domain.id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.domain]),
+            )
         self.register_outputs({"domainId": self.domain.id, "addresses": self.addresses})
 
 
@@ -136,24 +163,20 @@ class TierArgs:
     networks: Mapping[str, LabNetwork]
 
 
-def _machine(parent: pulumi.ComponentResource, args: TierArgs, host: Host,
-             cloud_init: pulumi.Input[CloudInit]) -> VirtualMachine:
-    s = args.settings
-    return VirtualMachine(
-        host.name,
-        VirtualMachineArgs(
-            lab_name=s.lab_name,
-            host=host,
-            cloud_init=cloud_init,
-            storage=args.storage,
-            networks=args.networks,
-            domain_type=s.domain_type,
-            vcpus=s.machine.vcpus,
-            memory_mib=s.machine.memory_mib,
-            disk_gib=s.machine.disk_gib,
-        ),
-        pulumi.ResourceOptions(parent=parent),
-    )
+def _rolling_machines(parent: pulumi.ComponentResource, args: TierArgs, hosts: Sequence[Host],
+                      cloud_init_of: Callable[[Host], pulumi.Input[CloudInit]]) -> dict[str, VirtualMachine]:
+    """One VM per host, each waiting for the previous one to be ready."""
+    machines: dict[str, VirtualMachine] = {}
+    previous: Optional[VirtualMachine] = None
+    for host in hosts:
+        vm = VirtualMachine(
+            host.name,
+            VirtualMachineArgs(args.settings, host, cloud_init_of(host), args.storage, args.networks,
+                               after=[previous.ready] if previous else []),
+            pulumi.ResourceOptions(parent=parent),
+        )
+        machines[host.name] = previous = vm
+    return machines
 
 
 class WebTier(pulumi.ComponentResource):
@@ -162,19 +185,21 @@ class WebTier(pulumi.ComponentResource):
     def __init__(self, name: str, args: TierArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TOKEN + "WebTier", name, None, opts)
         s = args.settings
-        hosts = [h for h in lab_hosts(s) if h.name in {w.name for w in s.web_servers}]
-        self.machines = {h.name: _machine(self, args, h, render_host(s, h, None)) for h in hosts}
+        hosts = [web_server_host(s, web) for web in s.web_servers]
+        self.machines = _rolling_machines(self, args, hosts, lambda h: render_host(s, h, None))
         self.addresses = {name: vm.addresses for name, vm in self.machines.items()}
+        self.ready = [vm.ready for vm in self.machines.values()]
         self.register_outputs({"webServers": self.addresses})
 
 
 @dataclass(frozen=True)
 class LoadBalancerPairArgs(TierArgs):
     stats_password: pulumi.Input[str]
+    web_servers_ready: Sequence[pulumi.Resource] = ()
 
 
 class LoadBalancerPair(pulumi.ComponentResource):
-    """lb01 and lb02: HAProxy behind a keepalived VIP."""
+    """lb01 and lb02: HAProxy behind a keepalived VIP, with their configuration rolled out in place."""
 
     def __init__(self, name: str, args: LoadBalancerPairArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TOKEN + "LoadBalancerPair", name, None, opts)
@@ -184,14 +209,52 @@ class LoadBalancerPair(pulumi.ComponentResource):
         password_hash = pulumi.Output.unsecret(
             pulumi.Output.from_input(args.stats_password).apply(lambda p: stats_password_hash(s, p))
         )
-        hosts = [h for h in lab_hosts(s) if h.name in {lb.name for lb in s.load_balancers}]
-        self.machines = {
-            h.name: _machine(self, args, h, password_hash.apply(lambda digest, h=h: render_host(s, h, digest)))
-            for h in hosts
-        }
+        # The higher priority (the usual master) first: lb02 changes only after lb01 succeeded.
+        ordered = sorted(s.load_balancers, key=lambda lb: -lb.priority)
+        hosts = [load_balancer_host(s, lb) for lb in ordered]
+        self.machines = _rolling_machines(
+            self, args, hosts, lambda h: password_hash.apply(lambda digest: render_host(s, h, digest)))
         self.addresses = {name: vm.addresses for name, vm in self.machines.items()}
         self.vip = str(s.vip)
+
+        self.ready: list[pulumi.Resource] = [vm.ready for vm in self.machines.values()]
+        if s.wait_for_ready:
+            self.ready = self._rollout(s, ordered, password_hash, list(args.web_servers_ready))
         self.register_outputs({"vip": self.vip, "loadBalancers": self.addresses})
+
+    def _rollout(self, s: LabSettings, ordered: Sequence[LoadBalancer], password_hash: pulumi.Output[str],
+                 web_servers_ready: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        """Validate the config on every LB, then activate it one LB at a time.
+
+        A config rejected anywhere is activated nowhere. Web servers are ready before any LB sends them
+        traffic. The scripts carry the files as text, so `pulumi preview --diff` shows the change.
+        """
+        validations = [
+            commands.on_guest(
+                f"{lb.name}-config-check",
+                settings=s,
+                address=str(lb.address),
+                script=password_hash.apply(
+                    lambda digest, lb=lb: load_balancer_rollout_script(s, lb, digest, activate=False)),
+                triggers=[self.machines[lb.name].domain.id],
+                opts=pulumi.ResourceOptions(parent=self.machines[lb.name], depends_on=[self.machines[lb.name].ready]),
+            )
+            for lb in ordered
+        ]
+        activations: list[pulumi.Resource] = []
+        for lb in ordered:
+            vm = self.machines[lb.name]
+            activations.append(commands.on_guest(
+                f"{lb.name}-config-rollout",
+                settings=s,
+                address=str(lb.address),
+                script=password_hash.apply(
+                    lambda digest, lb=lb: load_balancer_rollout_script(s, lb, digest, activate=True)),
+                triggers=[vm.domain.id],
+                opts=pulumi.ResourceOptions(
+                    parent=vm, depends_on=[*validations, *activations[-1:], *web_servers_ready]),
+            ))
+        return activations
 
 
 class Lab(pulumi.ComponentResource):
@@ -210,21 +273,22 @@ class Lab(pulumi.ComponentResource):
         if s.stats_password is not None:
             self.stats_password: pulumi.Output[str] = pulumi.Output.secret(s.stats_password)
         else:
-            generated = random.RandomPassword(
-                "stats-password", length=24, special=False, opts=child
-            )
+            generated = random.RandomPassword("stats-password", length=24, special=False, opts=child)
             self.stats_password = generated.result  # secret in state; stable across updates
 
         tier = TierArgs(s, self.storage, self.networks)
         self.web_tier = WebTier("web", tier, child)
         self.load_balancers = LoadBalancerPair(
-            "lb", LoadBalancerPairArgs(s, self.storage, self.networks, self.stats_password), child
+            "lb",
+            LoadBalancerPairArgs(s, self.storage, self.networks, self.stats_password, self.web_tier.ready),
+            child,
         )
 
         vip = str(s.vip)
-        self.outputs: dict[str, object] = {
+        http_url = _url("http", vip, s.http_port, 80, "/")
+        outputs: dict[str, Any] = {
             "vip": vip,
-            "httpUrl": _url("http", vip, s.http_port, 80, "/"),
+            "httpUrl": http_url,
             "httpsUrl": _url("https", vip, s.https_port, 443, "/"),
             "statsUrl": _url("http", vip, s.stats_port, 80, s.stats_path),
             "statsUser": s.stats_user,
@@ -232,6 +296,20 @@ class Lab(pulumi.ComponentResource):
             "loadBalancers": self.load_balancers.addresses,
             "webServers": self.web_tier.addresses,
         }
+        if s.wait_for_ready:
+            # The last gate, from where `pulumi up` runs: the VIP serves. Every output waits for it,
+            # so a successful `up` means a working lab.
+            check = commands.vip_check(
+                "vip-check",
+                url=http_url,
+                timeout=120,
+                project_dir=str(PROJECT_DIR),
+                triggers=[r.id for r in self.load_balancers.ready],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.load_balancers.ready),
+            )
+            outputs = {key: pulumi.Output.all(check.stdout, value).apply(lambda pair: pair[1])
+                       for key, value in outputs.items()}  # secret-ness carries over
+        self.outputs = outputs
         self.register_outputs(self.outputs)
 
 

@@ -69,13 +69,14 @@ def cloud_init_disk(resource_name: str, *, name: str, pool_name: pulumi.Input[st
     )
 
 
-def domain(resource_name: str, *, name: str, domain_type: str, vcpus: int, memory_mib: int,
+def domain(resource_name: str, *, name: str, description: str, domain_type: str, vcpus: int, memory_mib: int,
            disk_id: pulumi.Input[str], cloud_init_id: pulumi.Input[str],
            nics: Sequence[tuple[pulumi.Input[str], str]], opts: pulumi.ResourceOptions) -> libvirt.Domain:
     """nics: (network id, MAC) in guest order; network-config finds each NIC by its MAC."""
     return libvirt.Domain(
         resource_name,
         name=name,
+        description=description,
         type=domain_type,
         vcpu=vcpus,
         memory=memory_mib,

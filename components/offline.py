@@ -22,6 +22,9 @@ import yaml
 from .program_run import ProgramRun, run_program
 
 CLOUD_INIT_TYPE = "libvirt:index/cloudInitDisk:CloudInitDisk"
+# Stands in for an SSH key the offline render cannot (or need not) read: keys only ever reach the
+# SSH connections of the readiness commands, never a rendered file.
+PLACEHOLDER_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\n(offline render placeholder)\n-----END OPENSSH PRIVATE KEY-----\n"
 _STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.ya?ml$")
 
 
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("rendered"), help="output directory")
     args = parser.parse_args(argv)
     stack, config = read_stack_file(args.stack_file)
+    config.setdefault("sshPrivateKey", PLACEHOLDER_PRIVATE_KEY)
     try:
         run = run_program(config, stack=stack)
     except Exception as error:  # the program's own validation message is the useful part

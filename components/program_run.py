@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 import pulumi
+from pulumi.runtime import rpc
 from pulumi.runtime import settings as runtime_settings
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -22,6 +23,9 @@ PROGRAM = PROJECT_ROOT / "__main__.py"
 
 # What the mocks answer for a generated password, so offline renders are stable and obviously fake.
 MOCK_GENERATED_PASSWORD = "generated-at-deploy-time"
+
+
+_SIG_KEY, _SECRET_SIG = rpc._special_sig_key, rpc._special_secret_sig
 
 
 @dataclass
@@ -34,6 +38,7 @@ class CapturedResource:
     parent_type: Optional[str] = None
     custom: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    secret_inputs: set[str] = field(default_factory=set)  # dotted paths of inputs passed as secrets
 
     def as_dict(self) -> dict[str, Any]:
         return {"type": self.type, "name": self.name, "id": self.id, "inputs": self.inputs}
@@ -60,12 +65,16 @@ class _CapturingMocks(pulumi.runtime.Mocks):
         self.registered: dict[str, dict[str, Any]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
+        secret_paths: set[str] = set()
+        inputs = _unwrap_secrets(dict(args.inputs), "", secret_paths)
         outputs = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = MOCK_GENERATED_PASSWORD
+        if args.typ.startswith("command:"):
+            outputs["stdout"] = f"{args.name}: ok"
         resource_id = f"{args.name}-id" if args.custom else None
-        self.registered[args.name] = {"type": args.typ, "inputs": dict(args.inputs), "id": resource_id,
-                                      "custom": args.custom}
+        self.registered[args.name] = {"type": args.typ, "inputs": inputs, "id": resource_id,
+                                      "custom": args.custom, "secret_inputs": secret_paths}
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list[tuple[str, str]]]]:
@@ -136,5 +145,19 @@ def run_program(config: Mapping[str, Any], stack: str = "test", preview: bool = 
         resources.append(CapturedResource(
             type=info["type"], name=name, id=info["id"], inputs=info["inputs"], custom=info["custom"],
             parent=shape.get("parent"), parent_type=shape.get("parent_type"), options=shape.get("options", {}),
+            secret_inputs=info["secret_inputs"],
         ))
     return ProgramRun(resources=resources, outputs=outputs, secret_outputs=secret_outputs)
+
+
+
+def _unwrap_secrets(value: Any, path: str, found: set[str]) -> Any:
+    """Mocks see secrets as {SECRET_SIG: ..., "value": v} on the wire: unwrap them, noting where they were."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            found.add(path)
+            return _unwrap_secrets(value["value"], path, set())
+        return {k: _unwrap_secrets(v, f"{path}.{k}" if path else k, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(v, f"{path}.{i}", found) for i, v in enumerate(value)]
+    return value

@@ -23,7 +23,7 @@ WEB_SERVER = "web-server"
 
 PACKAGES = {
     LOAD_BALANCER: ("haproxy", "keepalived", "nftables", "qemu-guest-agent"),
-    WEB_SERVER: ("nginx", "openssl", "nftables", "qemu-guest-agent"),
+    WEB_SERVER: ("nginx", "openssl", "curl", "nftables", "qemu-guest-agent"),
 }
 
 

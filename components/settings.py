@@ -139,6 +139,11 @@ class LabSettings:
     machine: MachineSize
     ssh_public_keys: tuple[str, ...]
     install_packages: bool
+    # Readiness gate and in-place rollouts (over SSH).
+    wait_for_ready: bool
+    ssh_user: str
+    ssh_private_key: Optional[str] = field(repr=False)  # key text (secret), never rendered
+    ready_timeout: int
 
     @property
     def lab_name(self) -> str:
@@ -303,6 +308,10 @@ DEFAULTS: dict[str, Any] = {
     "diskGiB": 10,
     "sshPublicKeys": None,  # default: the user's own public keys, found by the caller
     "installPackages": True,
+    "waitForReady": True,
+    "sshUser": "debian",  # the default user of Debian cloud images
+    "sshPrivateKey": None,  # key text or a path; default: the user's own private key, found by the caller
+    "readyTimeout": 900,  # seconds per VM: boot, cloud-init and service checks (software emulation is slow)
 }
 
 VRRP_KEYS = ("profile", "virtualRouterId", "advertInterval", "unicast", "checkInterval", "checkWeight", "preempt")
@@ -310,7 +319,8 @@ LOAD_BALANCER_KEYS = ("name", "address", "backendAddress", "priority")
 WEB_SERVER_KEYS = ("name", "address")
 
 
-def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence[str] = ()) -> LabSettings:
+def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence[str] = (),
+                  default_private_key: Optional[str] = None) -> LabSettings:
     """Parse camelCase stack config (keys without the `ha-lb:` prefix) into LabSettings.
 
     Raises SettingsError listing every problem; nothing is half-parsed.
@@ -379,6 +389,19 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
             "use networkMode 'nat', or an image that carries the packages with installPackages false"
         )
 
+    wait_for_ready = _as_bool(problems, "waitForReady", given["waitForReady"])
+    ssh_user = _as_text(problems, "sshUser", given["sshUser"], r"[a-z_][a-z0-9_-]{0,31}", "expected a Linux user name")
+    ready_timeout = _as_int(problems, "readyTimeout", given["readyTimeout"], 60, 7200)
+    ssh_private_key = _parse_private_key(problems, given["sshPrivateKey"], default_private_key)
+    if wait_for_ready and ssh_private_key is None and given["sshPrivateKey"] is None:
+        problems.items.append(
+            "sshPrivateKey: not set and no ~/.ssh/id_* key found; the readiness gate logs in over SSH. "
+            "Set sshPrivateKey (secret key text or a path), or set waitForReady false to skip the gate"
+        )
+    if wait_for_ready and not ssh_keys and not any(p.startswith("sshPublicKeys") for p in problems.items):
+        problems.items.append("sshPublicKeys: empty, so nothing can log in for the readiness gate; "
+                              "add the public half of sshPrivateKey, or set waitForReady false")
+
     if problems.items:
         raise SettingsError(problems.items)
 
@@ -405,6 +428,10 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
         machine=machine,
         ssh_public_keys=ssh_keys,
         install_packages=install_packages,
+        wait_for_ready=bool(wait_for_ready),
+        ssh_user=ssh_user or "debian",
+        ssh_private_key=ssh_private_key,
+        ready_timeout=ready_timeout or 900,
     )
 
 
@@ -572,10 +599,43 @@ def _parse_ssh_keys(problems: _Problems, value: Any, default_keys: Sequence[str]
     return tuple(keys)
 
 
+def _parse_private_key(problems: _Problems, value: Any, default_key: Optional[str]) -> Optional[str]:
+    """Key text as given (a secret), or read from a path."""
+    if value is None:
+        return default_key
+    if not isinstance(value, str) or not value.strip():
+        problems.items.append("sshPrivateKey: expected OpenSSH private key text or the path of a key file")
+        return None
+    if value.lstrip().startswith("-----BEGIN"):
+        return value if value.endswith("\n") else value + "\n"
+    import pathlib
+
+    try:
+        text = pathlib.Path(value).expanduser().read_text()
+    except OSError as error:
+        problems.add("sshPrivateKey", value, f"it is not key text and the file cannot be read ({error.strerror})")
+        return None
+    if "PRIVATE KEY-----" not in text:
+        problems.add("sshPrivateKey", value, "the file does not hold a private key")
+        return None
+    return text
+
+
 def mac_address(settings: LabSettings, host: str, role: str) -> str:
     """A MAC that stays the same for the same lab, host and network (network-config matches it)."""
     digest = hashlib.sha256(f"{settings.lab_name}/{host}/{role}".encode()).digest()
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def default_ssh_private_key(home: str) -> Optional[str]:
+    """The private half of the user's first key pair, the default for sshPrivateKey."""
+    import pathlib
+
+    for public in sorted(pathlib.Path(home, ".ssh").glob("id_*.pub")):
+        private = public.with_suffix("")
+        if private.is_file():
+            return private.read_text()
+    return None
 
 
 def default_ssh_public_keys(home: str) -> list[str]:

@@ -7,7 +7,14 @@ import os
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from .settings import PROJECT, LabSettings, SettingsError, default_ssh_public_keys, load_settings
+from .settings import (
+    PROJECT,
+    LabSettings,
+    SettingsError,
+    default_ssh_private_key,
+    default_ssh_public_keys,
+    load_settings,
+)
 
 
 def raw_stack_config() -> dict[str, object]:
@@ -18,11 +25,13 @@ def raw_stack_config() -> dict[str, object]:
 
 
 def load_stack_settings() -> LabSettings:
+    home = os.path.expanduser("~")
     try:
         return load_settings(
             raw_stack_config(),
             stack=pulumi.get_stack(),
-            default_ssh_keys=default_ssh_public_keys(os.path.expanduser("~")),
+            default_ssh_keys=default_ssh_public_keys(home),
+            default_private_key=default_ssh_private_key(home),
         )
     except SettingsError as error:
         # RunError: Pulumi prints the message alone, without a Python traceback.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from tests.keys import key_config
 from tests.program_run import MOCK_GENERATED_PASSWORD, run_program
 
 DOMAIN = "libvirt:index/domain:Domain"
@@ -15,9 +16,13 @@ POOL = "libvirt:index/pool:Pool"
 PASSWORD = "correct-horse-battery"
 
 
+def config(**overrides):
+    return {"statsPassword": PASSWORD, **key_config(), **overrides}
+
+
 @pytest.fixture(scope="module")
 def lab():
-    return run_program({"statsPassword": PASSWORD}, stack="dev")
+    return run_program(config(), stack="dev")
 
 
 def test_four_vms_each_with_disk_seed_and_domain_parented_to_their_component(lab):
@@ -78,7 +83,7 @@ def test_the_password_never_appears_in_any_resource_input(lab):
 
 
 def test_a_generated_password_is_a_secret_output_and_only_its_hash_is_rendered():
-    run = run_program({}, stack="dev")
+    run = run_program({**key_config()}, stack="dev")
     generator = run.named("stats-password")
     assert generator.type == "random:index/randomPassword:RandomPassword" and generator.parent == "lab"
     assert run.outputs["statsPassword"] == MOCK_GENERATED_PASSWORD and "statsPassword" in run.secret_outputs
@@ -88,15 +93,15 @@ def test_a_generated_password_is_a_secret_output_and_only_its_hash_is_rendered()
 
 def test_more_web_servers_more_vms_and_haproxy_lines():
     webs = [{"name": f"web{i:02}", "address": f"192.168.80.{20 + i}"} for i in range(1, 4)]
-    run = run_program({"webServers": webs, "statsPassword": PASSWORD}, stack="dev")
+    run = run_program(config(webServers=webs), stack="dev")
     assert len(run.of_type(DOMAIN)) == 5
     user_data = run.named("lb02-cloud-init").inputs["userData"]
     assert all(f"server web{i:02} 192.168.80.{20 + i}:8080 check" in user_data for i in range(1, 4))
 
 
 def test_isolated_qemu_lab_for_air_gapped_hosts():
-    run = run_program({"networkMode": "isolated", "installPackages": False, "domainType": "qemu",
-                       "statsPassword": PASSWORD, "baseImage": "/srv/images/debian.qcow2"}, stack="e2e")
+    run = run_program(config(networkMode="isolated", installPackages=False, domainType="qemu",
+                             baseImage="/srv/images/debian.qcow2"), stack="e2e")
     assert {n.inputs["mode"] for n in run.of_type(NETWORK)} == {"none"}
     assert {d.inputs["type"] for d in run.of_type(DOMAIN)} == {"qemu"}
     assert run.named("storage-base-image").inputs["source"] == "/srv/images/debian.qcow2"
@@ -105,7 +110,7 @@ def test_isolated_qemu_lab_for_air_gapped_hosts():
 
 def test_invalid_settings_fail_before_any_resource_with_every_problem():
     with pytest.raises(Exception) as info:
-        run_program({"vip": "10.1.1.1", "httpPort": 99999}, stack="dev")
+        run_program(config(vip="10.1.1.1", httpPort=99999), stack="dev")
     message = str(info.value)
     assert "vip: '10.1.1.1' is not valid" in message and "httpPort: 99999 is not valid" in message
     assert type(info.value).__name__ == "RunError"  # Pulumi shows RunError without a traceback
@@ -125,14 +130,14 @@ def test_invalid_settings_register_nothing():
     program_run._CapturingMocks = Spy
     try:
         with pytest.raises(Exception):
-            program_run.run_program({"webServers": []}, stack="dev")
+            program_run.run_program(config(webServers=[]), stack="dev")
     finally:
         program_run._CapturingMocks = original
     assert registered == {}
 
 
 def test_two_runs_register_identical_inputs():
-    first = run_program({"statsPassword": PASSWORD}, stack="dev")
-    second = run_program({"statsPassword": PASSWORD}, stack="dev")
+    first = run_program(config(), stack="dev")
+    second = run_program(config(), stack="dev")
     as_map = lambda run: {r.name: (r.type, r.inputs) for r in run.resources}  # noqa: E731
     assert as_map(first) == as_map(second)

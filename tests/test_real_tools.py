@@ -10,6 +10,7 @@ import pytest
 
 from components.offline import read_stack_file, write_render
 from tests.conftest import require_root, require_tools
+from tests.keys import key_config
 from tests.program_run import run_program
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -26,7 +27,7 @@ VARIANTS = {
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
 def rendered(request, tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp(request.param)
-    write_render(run_program(VARIANTS[request.param], stack="tools"), out)
+    write_render(run_program({**key_config(), **VARIANTS[request.param]}, stack="tools"), out)
     return out
 
 

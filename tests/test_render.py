@@ -23,7 +23,7 @@ PASSWORD = "correct-horse-battery"
 
 
 def settings(**raw):
-    return load_settings({"statsPassword": PASSWORD, **raw}, stack="test")
+    return load_settings({"statsPassword": PASSWORD, "waitForReady": False, **raw}, stack="test")
 
 
 def lb(s, name):

@@ -12,9 +12,13 @@ from components.settings import SettingsError, load_settings
 KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx1e+MvWg3P+0mXZlq7y0tq3T1m8bYd2Yb8bLr8t7QF test@lab")
 
 
+# The readiness gate needs an SSH key; most cases here are about other settings.
+NO_GATE = {"waitForReady": False}
+
+
 def problems_for(raw: dict) -> tuple[str, ...]:
     with pytest.raises(SettingsError) as info:
-        load_settings(raw, stack="test")
+        load_settings({**NO_GATE, **raw}, stack="test")
     return info.value.problems
 
 
@@ -27,7 +31,7 @@ def assert_problem(raw: dict, key: str, *fragments: str) -> None:
 
 
 def test_defaults_reproduce_the_reference_plan_where_libvirt_allows():
-    s = load_settings({}, stack="dev")
+    s = load_settings(NO_GATE, stack="dev")
     assert s.vip == IPv4Address("192.168.10.3")
     assert [(lb.name, str(lb.address), lb.priority) for lb in s.load_balancers] == [
         ("lb01", "192.168.10.4", 100), ("lb02", "192.168.10.2", 99)]
@@ -40,13 +44,13 @@ def test_defaults_reproduce_the_reference_plan_where_libvirt_allows():
 
 
 def test_structured_values_arrive_as_json_text_from_pulumi():
-    s = load_settings({"webServers": '[{"name": "w1", "address": "192.168.80.20"}]', "httpPort": "8000",
+    s = load_settings({**NO_GATE, "webServers": '[{"name": "w1", "address": "192.168.80.20"}]', "httpPort": "8000",
                        "installPackages": "false", "networkMode": "isolated"}, stack="dev")
     assert [w.name for w in s.web_servers] == ["w1"] and s.http_port == 8000 and s.install_packages is False
 
 
 def test_fast_profile_uses_vrrpv3_with_sub_second_adverts():
-    s = load_settings({"vrrp": {"profile": "fast"}}, stack="dev")
+    s = load_settings({**NO_GATE, "vrrp": {"profile": "fast"}}, stack="dev")
     assert (s.vrrp.version, s.vrrp.advert_interval, s.vrrp.check_interval) == (3, 0.1, 1)
     assert s.vrrp.master_down_interval < 1
 
@@ -99,6 +103,10 @@ def test_fast_profile_uses_vrrpv3_with_sub_second_adverts():
     ({"baseImage": "debian.qcow2"}, "baseImage", ["absolute path or an http(s) URL"]),
     ({"pool": "relative/dir"}, "pool", ["absolute directory"]),
     ({"vipp": "192.168.10.3"}, "vipp", ["unknown setting", "vip"]),
+    ({"waitForReady": True}, "sshPrivateKey", ["readiness gate", "waitForReady false"]),
+    ({"sshPrivateKey": "/nonexistent/key"}, "sshPrivateKey", ["'/nonexistent/key'", "cannot be read"]),
+    ({"readyTimeout": 5}, "readyTimeout", ["60 to 7200"]),
+    ({"sshUser": "Root User"}, "sshUser", ["Linux user name"]),
 ])
 def test_each_bad_setting_is_named_with_its_value_and_what_is_allowed(raw, key, fragments):
     assert_problem(raw, key, *fragments)
@@ -111,19 +119,40 @@ def test_every_problem_is_reported_at_once():
 
 def test_error_message_is_short_and_readable():
     with pytest.raises(SettingsError) as info:
-        load_settings({"vip": "192.168.20.3"}, stack="test")
+        load_settings({**NO_GATE, "vip": "192.168.20.3"}, stack="test")
     message = str(info.value)
     assert message.startswith("invalid ha-lb stack configuration (1 problem(s)):")
     assert "vip: '192.168.20.3' is not valid; expected an address inside frontendCidr 192.168.10.0/24" in message
 
 
 def test_a_valid_ssh_key_and_password_are_kept_but_the_password_is_not_in_repr():
-    s = load_settings({"sshPublicKeys": [KEY], "statsPassword": "correct-horse"}, stack="dev")
+    s = load_settings({**NO_GATE, "sshPublicKeys": [KEY], "statsPassword": "correct-horse"}, stack="dev")
     assert s.ssh_public_keys == (KEY,)
     assert s.stats_password == "correct-horse" and "correct-horse" not in repr(s)
 
 
 def test_invalid_stack_name_is_reported():
     with pytest.raises(SettingsError) as info:
-        load_settings({}, stack="Bad_Stack")
+        load_settings(NO_GATE, stack="Bad_Stack")
     assert any(re.match(r"stack name: 'Bad_Stack'", p) for p in info.value.problems)
+
+
+def test_the_readiness_gate_takes_a_key_as_text_or_path(tmp_path):
+    from tests.keys import test_key_pair
+
+    private, public = test_key_pair()
+    s = load_settings({"sshPrivateKey": private, "sshPublicKeys": [public]}, stack="dev")
+    assert s.wait_for_ready and s.ssh_private_key == private and private not in repr(s)
+    path = tmp_path / "key"
+    path.write_text(private)
+    assert load_settings({"sshPrivateKey": str(path), "sshPublicKeys": [public]}, stack="dev").ssh_private_key == private
+    (tmp_path / "not-a-key").write_text("hello")
+    assert_problem({"waitForReady": True, "sshPrivateKey": str(tmp_path / "not-a-key"), "sshPublicKeys": [public]},
+                   "sshPrivateKey", "does not hold a private key")
+
+
+def test_the_gate_needs_someone_to_log_in():
+    from tests.keys import test_key_pair
+
+    assert_problem({"waitForReady": True, "sshPrivateKey": test_key_pair()[0], "sshPublicKeys": []},
+                   "sshPublicKeys", "readiness gate")
