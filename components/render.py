@@ -162,19 +162,7 @@ def render_keepalived_conf(settings: LabSettings, lb: LoadBalancer) -> str:
 
 
 def render_haproxy_cfg(settings: LabSettings, stats_password_hash: str) -> str:
-    return _render(
-        "haproxy.cfg.j2",
-        vip=settings.vip,
-        http_port=settings.http_port,
-        https_port=settings.https_port,
-        stats_port=settings.stats_port,
-        stats_path=settings.stats_path,
-        stats_user=settings.stats_user,
-        stats_password_hash=stats_password_hash,
-        web_servers=settings.web_servers,
-        web_http_port=settings.web_http_port,
-        web_https_port=settings.web_https_port,
-    )
+    return _render("haproxy.cfg.j2", lab=settings, stats_password_hash=stats_password_hash)
 
 
 def render_sysctl_conf(settings: LabSettings) -> str:
@@ -183,20 +171,7 @@ def render_sysctl_conf(settings: LabSettings) -> str:
 
 def render_nftables_conf(settings: LabSettings, host: Host) -> str:
     lb = next((lb for lb in settings.load_balancers if lb.name == host.name), None)
-    return _render(
-        "nftables.conf.j2",
-        host=host,
-        vip=settings.vip,
-        vrrp=settings.vrrp,
-        peers=peers_of(settings, lb) if lb else (),
-        frontend=settings.frontend,
-        backend=settings.backend,
-        http_port=settings.http_port,
-        https_port=settings.https_port,
-        stats_port=settings.stats_port,
-        web_http_port=settings.web_http_port,
-        web_https_port=settings.web_https_port,
-    )
+    return _render("nftables.conf.j2", lab=settings, host=host, peers=peers_of(settings, lb) if lb else ())
 
 
 def render_nginx_site(settings: LabSettings, web: WebServer) -> str:

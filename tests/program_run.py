@@ -2,6 +2,7 @@
 
 from components.program_run import (  # noqa: F401
     MOCK_GENERATED_PASSWORD,
+    PROJECT_ROOT,
     CapturedResource,
     ProgramRun,
     run_program,

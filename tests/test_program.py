@@ -141,3 +141,31 @@ def test_two_runs_register_identical_inputs():
     second = run_program(config(), stack="dev")
     as_map = lambda run: {r.name: (r.type, r.inputs) for r in run.resources}  # noqa: E731
     assert as_map(first) == as_map(second)
+
+
+def test_offline_render_command_writes_what_each_vm_gets(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.program_run import PROJECT_ROOT
+
+    stack_file = tmp_path / "Pulumi.review.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {
+        "libvirt:uri": "qemu:///system", "ha-lb:statsPassword": {"secure": "AAABAKx..."},
+        **{f"ha-lb:{k}": v for k, v in config(webServers=[{"name": "app1", "address": "192.168.80.50"}]).items()
+           if k != "statsPassword"}}}))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "components.offline", str(stack_file), "--out", str(out)]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "rendered stack 'review'" in done.stdout and "Traceback" not in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["app1", "lb01", "lb02", "outputs.json", "resources.txt"]
+    assert (out / "lb01/files/etc/haproxy/haproxy.cfg").read_text().count("server app1 192.168.80.50") == 2
+    assert yaml.safe_load((out / "app1/meta-data").read_text())["instance-id"] == "ha-lb-review-app1"
+    assert json.loads((out / "outputs.json").read_text())["statsPassword"] == "[secret]"
+
+    stack_file.write_text(yaml.safe_dump({"config": {"ha-lb:vip": "10.9.9.9", "ha-lb:waitForReady": False}}))
+    failed = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert "vip: '10.9.9.9' is not valid" in failed.stderr
