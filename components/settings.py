@@ -100,6 +100,9 @@ class Vrrp:
     check_interval: int
     check_weight: int
     preempt: bool
+    # keepalived's event-driven HAProxy tracking needs the kernel's process-event connector, which exists
+    # only in the initial network and PID namespace: off where keepalived runs in a container.
+    track_process: bool = True
 
     @property
     def master_down_interval(self) -> float:
@@ -314,7 +317,8 @@ DEFAULTS: dict[str, Any] = {
     "readyTimeout": 900,  # seconds per VM: boot, cloud-init and service checks (software emulation is slow)
 }
 
-VRRP_KEYS = ("profile", "virtualRouterId", "advertInterval", "unicast", "checkInterval", "checkWeight", "preempt")
+VRRP_KEYS = ("profile", "virtualRouterId", "advertInterval", "unicast", "checkInterval", "checkWeight", "preempt",
+             "trackProcess")
 LOAD_BALANCER_KEYS = ("name", "address", "backendAddress", "priority")
 WEB_SERVER_KEYS = ("name", "address")
 
@@ -567,16 +571,17 @@ def _parse_vrrp(problems: _Problems, value: Any, load_balancers: Sequence[LoadBa
     check_interval = _as_int(problems, "vrrp.checkInterval", given.get("checkInterval", defaults["checkInterval"]), 1, 3600)
     check_weight = _as_int(problems, "vrrp.checkWeight", given.get("checkWeight", 2), 1, 253)
     preempt = _as_bool(problems, "vrrp.preempt", given.get("preempt", True))
+    track_process = _as_bool(problems, "vrrp.trackProcess", given.get("trackProcess", True))
 
     if check_weight and len(load_balancers) == 2:
         gap = abs(load_balancers[0].priority - load_balancers[1].priority)
         if check_weight <= gap:
             problems.add("vrrp.checkWeight", check_weight,
                          f"expected more than the priority gap ({gap}): otherwise a failed HAProxy check never moves the VIP")
-    if None in (virtual_router_id, advert_interval, unicast, check_interval, check_weight, preempt):
+    if None in (virtual_router_id, advert_interval, unicast, check_interval, check_weight, preempt, track_process):
         return None
     return Vrrp(profile, version, virtual_router_id, advert_interval, unicast, check_interval,  # type: ignore[arg-type]
-                check_weight, preempt)  # type: ignore[arg-type]
+                check_weight, preempt, track_process)  # type: ignore[arg-type]
 
 
 def _parse_ssh_keys(problems: _Problems, value: Any, default_keys: Sequence[str]) -> tuple[str, ...]:

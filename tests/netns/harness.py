@@ -1,0 +1,494 @@
+"""The lab in network namespaces: the program's rendered configs, run by real keepalived and HAProxy.
+
+One namespace per host (lb01, lb02, every web server, a client) and a switch namespace holding one
+bridge per lab network; nothing touches the root namespace's interfaces. Each host also gets its own
+PID and mount namespace (unshare), so `pidof haproxy` on lb01 sees lb01 only, /run is private, and the
+files the program renders sit at their real paths (bind mounts) where the daemons, the activate script
+and the rollout script expect them.
+
+The one documented exception to "configs used unmodified": there is no systemd in a namespace, so
+/usr/bin/systemctl is a stand-in (tests/netns/systemctl) that does what Debian's units do. A second
+limitation is the kernel's: keepalived's event-driven `vrrp_track_process` cannot listen for process
+events outside the initial network namespace, so here HAProxy's death is found by the polled track
+script only (the VM end-to-end test covers the event path).
+
+Web servers are stand-ins (tests/netns/web_standin.py) answering on the configured ports with their
+name, HTTPS with a throwaway certificate. Processes are stopped by pid; killing a host's namespace
+init ends everything in that host.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from ipaddress import IPv4Address
+from typing import Any, Callable, Iterable, Optional
+
+from components.offline import write_render
+from components.program_run import run_program
+from components.render import LOAD_BALANCER, PATHS, Host, lab_hosts
+from components.settings import LabSettings, load_settings
+
+HERE = pathlib.Path(__file__).resolve().parent
+SYSTEMCTL_STANDIN = HERE / "systemctl"
+WEB_STANDIN = HERE / "web_standin.py"
+CLIENT = HERE / "client.py"
+NAMESPACE_PREFIX = "ha-lb-test-"
+SWITCH = "switch"
+CLIENT_HOST = "client"
+
+
+class HarnessError(RuntimeError):
+    pass
+
+
+def run(command: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise HarnessError(f"{' '.join(command)} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
+    return result
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise HarnessError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def remove_stale_namespaces() -> None:
+    """A run that was killed leaves its namespaces: stop their processes (by pid) and delete them."""
+    for line in run(["ip", "netns", "list"]).stdout.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if not name.startswith(NAMESPACE_PREFIX):
+            continue
+        for pid in run(["ip", "netns", "pids", name], check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        run(["ip", "netns", "del", name], check=False)
+
+
+@dataclasses.dataclass
+class NamespaceHost:
+    """A host: a network namespace plus its own PID and mount namespaces (entered through init_pid)."""
+
+    name: str
+    netns: str
+    unshare: Optional[subprocess.Popen] = None
+    init_pid: Optional[int] = None
+
+    def start(self, setup: str) -> None:
+        """Start the host's namespace init after `setup` (shell run as root inside its mount namespace)."""
+        script = f"set -eu\n{setup}\necho ready\nexec sleep infinity\n"
+        self.unshare = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, "unshare", "--pid", "--fork", "--mount-proc", "--mount",
+             "--propagation", "private", "sh", "-c", script],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.unshare.stdout.readline()  # type: ignore[union-attr]
+        if line.strip() != "ready":
+            self.unshare.wait(timeout=5)
+            raise HarnessError(f"{self.name}: namespace setup failed: {self.unshare.stderr.read().strip()}")  # type: ignore[union-attr]
+        children = pathlib.Path(f"/proc/{self.unshare.pid}/task/{self.unshare.pid}/children").read_text().split()
+        self.init_pid = int(children[0])
+
+    def command(self, command: list[str]) -> list[str]:
+        return ["nsenter", "-t", str(self.init_pid), "-p", "-m", "-n", "--", *command]
+
+    def exec(self, command: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        return run(self.command(command), check=check, timeout=timeout)
+
+    def shell(self, script: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        return self.exec(["sh", "-c", script], check=check, timeout=timeout)
+
+    def stop(self) -> None:
+        if self.init_pid is not None:
+            try:
+                os.kill(self.init_pid, signal.SIGKILL)  # the PID namespace ends with its init
+            except ProcessLookupError:
+                pass
+        if self.unshare is not None:
+            try:
+                self.unshare.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.unshare.kill()
+                self.unshare.wait(timeout=5)
+            for stream in (self.unshare.stdout, self.unshare.stderr):
+                if stream:
+                    stream.close()
+        self.unshare, self.init_pid = None, None
+
+
+@dataclasses.dataclass
+class LoadRun:
+    """A bounded client load loop in the client namespace; results are one dict per request."""
+
+    process: subprocess.Popen
+    output: pathlib.Path
+
+    def wait(self, timeout: float) -> list[dict]:
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+        return self.results()
+
+    def stop(self) -> list[dict]:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=10)
+        return self.results()
+
+    def results(self) -> list[dict]:
+        lines = self.output.read_text().splitlines() if self.output.exists() else []
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+@dataclasses.dataclass
+class VipWatch:
+    """`ip monitor` on every load balancer: when each one held the VIP, to the millisecond."""
+
+    lab: "NetnsLab"
+    monitors: dict[str, subprocess.Popen] = dataclasses.field(default_factory=dict)
+    outputs: dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
+    initial: dict[str, bool] = dataclasses.field(default_factory=dict)
+    started: float = 0.0
+    ended: float = 0.0
+
+    def __enter__(self) -> "VipWatch":
+        for lb in self.lab.load_balancer_names:
+            path = self.lab.workdir / f"vip-watch-{lb}-{secrets.token_hex(3)}.log"
+            self.outputs[lb] = path
+            self.monitors[lb] = subprocess.Popen(
+                ["ip", "-n", self.lab.netns(lb), "-ts", "monitor", "address"],
+                stdout=path.open("w"), stderr=subprocess.STDOUT)
+        time.sleep(0.2)  # the monitors are listening before the initial state is read
+        self.started = time.time()
+        self.initial = {lb: self.lab.holds_vip(lb) for lb in self.monitors}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.1)
+        self.ended = time.time()
+        for process in self.monitors.values():
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=5)
+
+    def intervals(self) -> dict[str, list[tuple[float, float]]]:
+        """Per LB, the [start, end) times it held the VIP during the watch."""
+        marker = f" inet {self.lab.settings.vip}/"
+        held: dict[str, list[tuple[float, float]]] = {}
+        for lb, path in self.outputs.items():
+            since = self.started if self.initial[lb] else None
+            spans = []
+            for line in path.read_text().splitlines():
+                if marker not in line or not line.startswith("["):
+                    continue
+                stamp = datetime.fromisoformat(line[1:line.index("]")]).timestamp()
+                if "Deleted" in line:
+                    if since is not None:
+                        spans.append((since, stamp))
+                    since = None
+                elif since is None:
+                    since = stamp
+            if since is not None:
+                spans.append((since, self.ended))
+            held[lb] = spans
+        return held
+
+    def overlaps(self) -> list[tuple[float, float]]:
+        """Moments when more than one LB held the VIP (should be none)."""
+        held = list(self.intervals().values())
+        found = []
+        for i, first in enumerate(held):
+            for second in held[i + 1:]:
+                for a_start, a_end in first:
+                    for b_start, b_end in second:
+                        if min(a_end, b_end) > max(a_start, b_start):
+                            found.append((max(a_start, b_start), min(a_end, b_end)))
+        return found
+
+    def moves(self) -> int:
+        """How many times the VIP was added anywhere during the watch."""
+        return sum(len(spans) for spans in self.intervals().values()) - sum(self.initial.values())
+
+
+class NetnsLab:
+    """Build with `with NetnsLab(config) as lab:`; teardown runs even when setup fails halfway."""
+
+    def __init__(self, config: dict[str, Any], stack: str = "netns"):
+        self.config = dict(config)
+        self.settings: LabSettings = load_settings(self.config, stack)
+        self.program = run_program(self.config, stack=stack)
+        self.token = secrets.token_hex(2)
+        self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="ha-lb-netns-"))
+        self.rendered = self.workdir / "rendered"
+        write_render(self.program, self.rendered)
+        self.hosts: dict[str, Host] = {host.name: host for host in lab_hosts(self.settings)}
+        self.load_balancer_names = [h.name for h in self.hosts.values() if h.role == LOAD_BALANCER]
+        self.web_names = [h.name for h in self.hosts.values() if h.role != LOAD_BALANCER]
+        self.namespace_hosts: dict[str, NamespaceHost] = {}
+        self.ports: dict[str, str] = {}  # "host/interface" -> switch port
+        self.loads: list[LoadRun] = []
+        used = {str(nic.address) for host in self.hosts.values() for nic in host.nics} | {str(self.settings.vip)}
+        candidates = (str(a) for a in reversed(list(self.settings.frontend.network.hosts())))
+        self.client_address = next(a for a in candidates if a not in used)
+
+    # -- names -------------------------------------------------------------------------------
+
+    def netns(self, host: str) -> str:
+        return f"{NAMESPACE_PREFIX}{self.token}-{host}"
+
+    @property
+    def vip(self) -> str:
+        return str(self.settings.vip)
+
+    def url(self, port: int, path: str = "/") -> str:
+        return f"http://{self.vip}:{port}{path}"
+
+    @property
+    def http_url(self) -> str:
+        return self.url(self.settings.http_port)
+
+    @property
+    def stats_url(self) -> str:
+        return self.url(self.settings.stats_port, self.settings.stats_path)
+
+    @property
+    def primary(self) -> str:
+        return max(self.settings.load_balancers, key=lambda lb: lb.priority).name
+
+    @property
+    def secondary(self) -> str:
+        return min(self.settings.load_balancers, key=lambda lb: lb.priority).name
+
+    def host(self, name: str) -> NamespaceHost:
+        return self.namespace_hosts[name]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> "NetnsLab":
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def up(self) -> None:
+        remove_stale_namespaces()
+        self._wire()
+        for web in self.web_names:
+            self._start_web_server(web)
+        for lb in sorted(self.load_balancer_names, key=lambda n: n != self.primary):
+            self._start_load_balancer(lb)
+        self.wait_for_vip_on(self.primary)
+        wait_until(lambda: self.get(self.http_url, timeout=1)["ok"], 20, "HTTP through the VIP")
+
+    def down(self) -> None:
+        for load in self.loads:
+            if load.process.poll() is None:
+                load.process.kill()
+                load.process.wait(timeout=5)
+        for host in self.namespace_hosts.values():
+            host.stop()
+        for name in [*self.hosts, CLIENT_HOST, SWITCH]:
+            run(["ip", "netns", "del", self.netns(name)], check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _wire(self) -> None:
+        switch = self.netns(SWITCH)
+        run(["ip", "netns", "add", switch])
+        run(["ip", "-n", switch, "link", "set", "lo", "up"])
+        for plan in (self.settings.frontend, self.settings.backend):
+            run(["ip", "-n", switch, "link", "add", plan.role, "type", "bridge"])
+            run(["ip", "-n", switch, "link", "set", plan.role, "up"])
+        wired = [(name, nic.interface, nic.network_role, nic.cidr_address, nic.mac)
+                 for name, host in self.hosts.items() for nic in host.nics]
+        wired.append((CLIENT_HOST, self.settings.frontend.interface, "frontend",
+                      self.settings.frontend.interface_address(IPv4Address(self.client_address)), None))
+        for index, (name, interface, role, cidr, mac) in enumerate(wired):
+            netns = self.netns(name)
+            if not pathlib.Path(f"/run/netns/{netns}").exists():
+                run(["ip", "netns", "add", netns])
+                run(["ip", "-n", netns, "link", "set", "lo", "up"])
+            port = f"port{index}"
+            self.ports[f"{name}/{interface}"] = port
+            run(["ip", "-n", switch, "link", "add", port, "type", "veth", "peer", "name", interface, "netns", netns])
+            run(["ip", "-n", switch, "link", "set", port, "master", role, "up"])
+            if mac:
+                run(["ip", "-n", netns, "link", "set", interface, "address", mac])
+            run(["ip", "-n", netns, "addr", "add", cidr, "dev", interface])
+            run(["ip", "-n", netns, "link", "set", interface, "up"])
+
+    def _rendered_root(self, host: str) -> pathlib.Path:
+        return self.rendered / host / "files"
+
+    def _bind_rendered_files(self, host: str) -> str:
+        """Shell lines that put the host's rendered files at their real paths, inside its mount namespace."""
+        root = self._rendered_root(host)
+        lines, directories = [], set()
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            target = "/" + str(path.relative_to(root))
+            parent = os.path.dirname(target)
+            if parent == "/etc":  # never hide /etc itself: bind just the file
+                lines.append(f"mount --bind {path} {target}")
+            elif parent not in directories:
+                directories.add(parent)
+                lines.append(f"mount --bind {root / parent.lstrip('/')} {parent}")
+        return "\n".join(lines)
+
+    def _start_load_balancer(self, name: str) -> None:
+        host = NamespaceHost(name, self.netns(name))
+        self.namespace_hosts[name] = host
+        host.start("\n".join([
+            "mount -t tmpfs -o mode=0755 ha-lb-run /run",
+            "mkdir -p /run/haproxy",
+            f"mount --bind {SYSTEMCTL_STANDIN} /usr/bin/systemctl",
+            self._bind_rendered_files(name),
+        ]))
+        # The same script cloud-init's runcmd runs on the VM: sysctl, validation, firewall, services.
+        host.exec(["sh", PATHS.activate])
+
+    def _start_web_server(self, name: str) -> None:
+        host = NamespaceHost(name, self.netns(name))
+        self.namespace_hosts[name] = host
+        directory = self.workdir / name
+        directory.mkdir()
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+             "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem")])
+        host.start("mount -t tmpfs -o mode=0755 ha-lb-run /run")
+        # The web server's own rendered firewall: health checks and traffic must pass it.
+        host.exec(["nft", "-f", str(self._rendered_root(name) / PATHS.nftables.lstrip("/"))])
+        self.start_web(name)
+
+    # -- faults and repairs ------------------------------------------------------------------
+
+    def start_web(self, name: str) -> None:
+        host, address = self.host(name), self.hosts[name].address
+        directory = self.workdir / name
+        subprocess.Popen(host.command(
+            [sys.executable, str(WEB_STANDIN), name, str(address), str(self.settings.web_http_port),
+             str(self.settings.web_https_port), str(directory / "cert.pem"), str(directory / "key.pem"),
+             "/run/web.pid"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: host.exec(["test", "-s", "/run/web.pid"], check=False).returncode == 0, 10,
+                   f"{name}'s web stand-in")
+        wait_until(lambda: host.exec(["python3", "-c", (
+            "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)"),
+            str(address), str(self.settings.web_http_port)], check=False).returncode == 0, 10, f"{name} listening")
+
+    def kill_web(self, name: str) -> None:
+        self.host(name).shell("kill -KILL $(cat /run/web.pid) && rm /run/web.pid")
+
+    def web_certificate_sha256(self, name: str) -> str:
+        """The fingerprint a client sees when its TLS session ends at this web server."""
+        pem = (self.workdir / name / "cert.pem").read_text()
+        body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+        return hashlib.sha256(base64.b64decode(body)).hexdigest()
+
+    def systemctl(self, name: str, verb: str, unit: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.host(name).exec(["systemctl", verb, unit], check=check)
+
+    def kill_haproxy(self, name: str) -> None:
+        """HAProxy dies (master and workers, SIGKILL): what a crash or the OOM killer does."""
+        self.host(name).shell("kill -KILL $(pidof haproxy)")
+
+    def cut_link(self, name: str, interface: str = "frontend") -> None:
+        """Pull the cable: the switch port goes down, so the host loses carrier on that interface."""
+        run(["ip", "-n", self.netns(SWITCH), "link", "set", self.ports[f"{name}/{interface}"], "down"])
+
+    def restore_link(self, name: str, interface: str = "frontend") -> None:
+        run(["ip", "-n", self.netns(SWITCH), "link", "set", self.ports[f"{name}/{interface}"], "up"])
+
+    def keepalived_log(self, name: str) -> str:
+        return self.host(name).exec(["cat", "/run/keepalived.log"], check=False).stdout
+
+    # -- observation -------------------------------------------------------------------------
+
+    def holds_vip(self, name: str) -> bool:
+        out = run(["ip", "-n", self.netns(name), "-o", "-4", "addr", "show", "dev", self.settings.frontend.interface]).stdout
+        return f" {self.vip}/" in out
+
+    def vip_holders(self) -> list[str]:
+        return [lb for lb in self.load_balancer_names if self.holds_vip(lb)]
+
+    def wait_for_vip_on(self, name: str, timeout: float = 20) -> None:
+        wait_until(lambda: self.vip_holders() == [name], timeout, f"the VIP on {name} alone")
+
+    def client(self, *arguments: str, timeout: float = 30) -> dict:
+        result = run(["ip", "netns", "exec", self.netns(CLIENT_HOST), sys.executable, str(CLIENT), *arguments],
+                     timeout=timeout)
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def get(self, url: str, timeout: float = 2, user: Optional[str] = None, password: Optional[str] = None) -> dict:
+        extra = ["--user", user, "--password", password] if user is not None else []
+        return self.client("get", url, "--timeout", str(timeout), *extra)
+
+    def tls(self, port: int) -> dict:
+        return self.client("tls", self.vip, str(port))
+
+    def rate(self, url: str, duration: float, connections: int = 4) -> dict:
+        return self.client("rate", url, "--duration", str(duration), "--connections", str(connections),
+                           timeout=duration + 30)
+
+    def load(self, url: Optional[str] = None, duration: float = 10, interval: float = 0.02,
+             timeout: float = 0.5) -> LoadRun:
+        """Start a bounded load loop (one request every `interval` s, each with `timeout`)."""
+        output = self.workdir / f"load-{len(self.loads)}.jsonl"
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns(CLIENT_HOST), sys.executable, str(CLIENT), "load",
+             url or self.http_url, "--duration", str(duration), "--interval", str(interval), "--timeout", str(timeout)],
+            stdout=output.open("w"), stderr=subprocess.DEVNULL)
+        run_ = LoadRun(process, output)
+        self.loads.append(run_)
+        wait_until(lambda: output.stat().st_size > 0, 10, "the first request of the load loop")
+        return run_
+
+    def web_address(self, name: str) -> str:
+        return str(self.hosts[name].address)
+
+
+# -- reading load results ----------------------------------------------------------------------
+
+def server_of(result: dict) -> Optional[str]:
+    body = result.get("body") or ""
+    return body.split()[2] if body.startswith("served by ") else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Outage:
+    failed: int  # client requests that failed after the fault
+    seconds: float  # from the fault to the first good answer after the last failure (0 when none failed)
+    answered_after: bool  # a good answer came after the fault
+
+
+def outage_after(results: Iterable[dict], fault_at: float) -> Outage:
+    after = sorted((r for r in results if r["t"] + r["elapsed"] >= fault_at), key=lambda r: r["t"])
+    failures = [r for r in after if not r["ok"]]
+    if not failures:
+        return Outage(0, 0.0, any(r["ok"] for r in after))
+    last_failure = failures[-1]["t"]
+    recovered = [r for r in after if r["ok"] and r["t"] > last_failure]
+    if not recovered:
+        return Outage(len(failures), float("inf"), False)
+    return Outage(len(failures), recovered[0]["t"] + recovered[0]["elapsed"] - fault_at, True)
