@@ -569,7 +569,10 @@ def _parse_vrrp(problems: _Problems, value: Any, load_balancers: Sequence[LoadBa
     unicast = _as_bool(problems, "vrrp.unicast", given.get("unicast", True))
     # keepalived refuses script intervals under one second.
     check_interval = _as_int(problems, "vrrp.checkInterval", given.get("checkInterval", defaults["checkInterval"]), 1, 3600)
-    check_weight = _as_int(problems, "vrrp.checkWeight", given.get("checkWeight", 2), 1, 253)
+    # 0 (default): a failed check puts the node in FAULT, so it drops the VIP and resigns at once. A weight
+    # (the reference's 2) only lowers its priority: the peer then waits out the master-down timer and
+    # preempts, so the VIP moves later and both hold it for the moment of the handover.
+    check_weight = _as_int(problems, "vrrp.checkWeight", given.get("checkWeight", 0), 0, 253)
     preempt = _as_bool(problems, "vrrp.preempt", given.get("preempt", True))
     track_process = _as_bool(problems, "vrrp.trackProcess", given.get("trackProcess", True))
 
@@ -577,7 +580,10 @@ def _parse_vrrp(problems: _Problems, value: Any, load_balancers: Sequence[LoadBa
         gap = abs(load_balancers[0].priority - load_balancers[1].priority)
         if check_weight <= gap:
             problems.add("vrrp.checkWeight", check_weight,
-                         f"expected more than the priority gap ({gap}): otherwise a failed HAProxy check never moves the VIP")
+                         f"expected 0 or more than the priority gap ({gap}): otherwise a failed HAProxy check never moves the VIP")
+    if check_weight and preempt is False:
+        problems.add("vrrp.checkWeight", check_weight,
+                     "expected 0 when vrrp.preempt is false: without preemption a lowered priority never moves the VIP")
     if None in (virtual_router_id, advert_interval, unicast, check_interval, check_weight, preempt, track_process):
         return None
     return Vrrp(profile, version, virtual_router_id, advert_interval, unicast, check_interval,  # type: ignore[arg-type]

@@ -50,7 +50,8 @@ def test_keepalived_lb01_is_master_and_lb02_backup_with_the_classic_values():
     assert "state BACKUP" in lb02 and "priority 99" in lb02 and "router_id lb02" in lb02
     for conf in (lb01, lb02):
         assert 'script "/usr/bin/systemctl is-active --quiet haproxy"' in conf
-        assert "interval 2" in conf and "weight 2" in conf and "virtual_router_id 1" in conf
+        # No weight by default: a failed check means FAULT (the node resigns at once).
+        assert "interval 2" in conf and "\n    weight" not in conf and "virtual_router_id 1" in conf
         assert "advert_int 1\n" in conf and "vrrp_version 2" in conf
         assert "192.168.10.3 dev frontend" in conf and "interface frontend" in conf
         assert "vrrp_track_process track_haproxy" in conf and "process haproxy" in conf
@@ -183,3 +184,16 @@ def test_templates_refuse_missing_values():
         render._render("sysctl.conf.j2")
     with pytest.raises(ValueError, match="stats password hash"):
         render_host(settings(), host(settings(), "lb01"), None)
+
+
+def test_a_check_weight_renders_the_reference_weight_mode():
+    s = settings(vrrp={"checkWeight": 2})
+    conf = render_keepalived_conf(s, lb(s, "lb01"))
+    assert "    interval 2\n    weight 2\n}" in conf
+
+
+def test_without_the_process_event_connector_only_the_polled_check_is_rendered():
+    s = settings(vrrp={"trackProcess": False})
+    conf = render_keepalived_conf(s, lb(s, "lb01"))
+    assert "track_process" not in conf and "vrrp_track_process" not in conf
+    assert "track_script {\n        check_haproxy\n    }" in conf

@@ -38,7 +38,8 @@ def test_defaults_reproduce_the_reference_plan_where_libvirt_allows():
     assert [(w.name, str(w.address)) for w in s.web_servers] == [("web01", "192.168.80.3"), ("web02", "192.168.80.2")]
     assert (s.http_port, s.https_port, s.stats_port, s.web_http_port, s.web_https_port) == (80, 443, 9000, 8080, 8443)
     assert s.vrrp.virtual_router_id == 1 and s.vrrp.advert_interval == 1 and s.vrrp.unicast
-    assert (s.vrrp.check_interval, s.vrrp.check_weight, s.vrrp.preempt, s.vrrp.version) == (2, 2, True, 2)
+    assert (s.vrrp.check_interval, s.vrrp.check_weight, s.vrrp.preempt, s.vrrp.version) == (2, 0, True, 2)
+    assert s.vrrp.track_process
     assert s.frontend.gateway == IPv4Address("192.168.10.1")
     assert s.lab_name == "ha-lb-dev" and s.pool_path == "/var/lib/libvirt/images/ha-lb-dev"
 
@@ -84,6 +85,8 @@ def test_fast_profile_uses_vrrpv3_with_sub_second_adverts():
     ({"vrrp": {"profile": "turbo"}}, "vrrp.profile", ["classic, fast"]),
     ({"vrrp": {"checkInterval": 0}}, "vrrp.checkInterval", ["1 to 3600"]),
     ({"vrrp": {"checkWeight": 1}}, "vrrp.checkWeight", ["priority gap"]),
+    ({"vrrp": {"checkWeight": 2, "preempt": False}}, "vrrp.checkWeight", ["expected 0 when vrrp.preempt is false"]),
+    ({"vrrp": {"trackProcess": "yes"}}, "vrrp.trackProcess", ["true or false"]),
     ({"vrrp": {"unicats": True}}, "vrrp.unicats", ["unknown setting"]),
     ({"httpPort": 70000}, "httpPort", ["1 to 65535"]),
     ({"httpPort": 0}, "httpPort", ["1 to 65535"]),

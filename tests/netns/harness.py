@@ -26,6 +26,7 @@ import json
 import os
 import pathlib
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -48,6 +49,18 @@ CLIENT = HERE / "client.py"
 NAMESPACE_PREFIX = "ha-lb-test-"
 SWITCH = "switch"
 CLIENT_HOST = "client"
+
+
+# The host's init: daemons started by the systemctl stand-in are orphans adopted by it, and a dead one
+# must be reaped, or `kill -0` (is-active) would still see the zombie.
+REAPER = """
+import os, time
+while True:
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        time.sleep(0.1)
+"""
 
 
 class HarnessError(RuntimeError):
@@ -73,10 +86,14 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
 
 
 def remove_stale_namespaces() -> None:
-    """A run that was killed leaves its namespaces: stop their processes (by pid) and delete them."""
+    """A run that was killed leaves its namespaces (named after its pid): stop their processes (by pid)
+    and delete them. Labs of live test processes are left alone."""
     for line in run(["ip", "netns", "list"]).stdout.splitlines():
         name = line.split()[0] if line.strip() else ""
         if not name.startswith(NAMESPACE_PREFIX):
+            continue
+        owner = name[len(NAMESPACE_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and pathlib.Path(f"/proc/{owner}").exists():
             continue
         for pid in run(["ip", "netns", "pids", name], check=False).stdout.split():
             try:
@@ -97,7 +114,7 @@ class NamespaceHost:
 
     def start(self, setup: str) -> None:
         """Start the host's namespace init after `setup` (shell run as root inside its mount namespace)."""
-        script = f"set -eu\n{setup}\necho ready\nexec sleep infinity\n"
+        script = f"set -eu\n{setup}\necho ready\nexec {sys.executable} -c {shlex.quote(REAPER)}\n"
         self.unshare = subprocess.Popen(
             ["ip", "netns", "exec", self.netns, "unshare", "--pid", "--fork", "--mount-proc", "--mount",
              "--propagation", "private", "sh", "-c", script],
@@ -254,7 +271,7 @@ class NetnsLab:
     # -- names -------------------------------------------------------------------------------
 
     def netns(self, host: str) -> str:
-        return f"{NAMESPACE_PREFIX}{self.token}-{host}"
+        return f"{NAMESPACE_PREFIX}{os.getpid()}-{self.token}-{host}"
 
     @property
     def vip(self) -> str:
@@ -411,7 +428,9 @@ class NetnsLab:
 
     def kill_haproxy(self, name: str) -> None:
         """HAProxy dies (master and workers, SIGKILL): what a crash or the OOM killer does."""
-        self.host(name).shell("kill -KILL $(pidof haproxy)")
+        host = self.host(name)
+        host.shell("for pid in $(pidof haproxy); do kill -KILL $pid 2>/dev/null || true; done")
+        wait_until(lambda: host.exec(["pidof", "haproxy"], check=False).returncode != 0, 5, f"HAProxy gone on {name}")
 
     def cut_link(self, name: str, interface: str = "frontend") -> None:
         """Pull the cable: the switch port goes down, so the host loses carrier on that interface."""
