@@ -13,14 +13,18 @@ import time
 import pytest
 
 from tests.conftest import require_root, require_tools
-from tests.keys import key_config
-from tests.netns.harness import NAMESPACE_PREFIX, NetnsLab, VipWatch, outage_after, run, server_of, wait_until
+from tests.netns.harness import (
+    NAMESPACE_PREFIX,
+    STATS_PASSWORD,
+    NetnsLab,
+    VipWatch,
+    harness_config,
+    outage_after,
+    run,
+    server_of,
+)
 from tests.program_run import run_program
 
-STATS_PASSWORD = "correct-horse-battery"
-# The one documented exception (README, "Tests"): the kernel's process-event connector exists only in
-# the initial network and PID namespace, so keepalived's event-driven HAProxy tracking is rendered off here.
-HARNESS_VRRP = {"trackProcess": False}
 VARIANTS = {
     "classic-unicast": {},
     "classic-multicast": {"unicast": False},
@@ -36,9 +40,8 @@ PROBE_TIMEOUT = 0.25  # a request not answered by then counts as failed: the out
 MARGIN = 0.5  # seconds on top of the VRRP bounds: ARP update, HAProxy answering, scheduling
 
 
-def lab_config(variant: str, **overrides: object) -> dict:
-    return {**key_config(), "statsPassword": STATS_PASSWORD, "vrrp": {**HARNESS_VRRP, **VARIANTS[variant]},
-            **overrides}
+def lab_config(variant: str, vrrp: dict | None = None, **overrides: object) -> dict:
+    return harness_config({**VARIANTS[variant], **(vrrp or {})}, **overrides)
 
 
 def takeover_bound(lab: NetnsLab) -> float:
@@ -79,26 +82,9 @@ def lab(labs, request) -> NetnsLab:
 
 @pytest.fixture(autouse=True)
 def healthy(request) -> None:
-    """Before every scenario: every service up, every link up, the VIP on the primary, the peer settled."""
-    if "lab" not in request.fixturenames:
-        return
-    lab: NetnsLab = request.getfixturevalue("lab")
-    for web in lab.web_names:
-        if lab.host(web).exec(["test", "-s", "/run/web.pid"], check=False).returncode != 0:
-            lab.start_web(web)
-    for lb in lab.load_balancer_names:
-        lab.restore_link(lb)
-        lab.systemctl(lb, "start", "haproxy")
-        lab.systemctl(lb, "start", "keepalived")
-    holder = wait_until(lab.vip_holders, 3 * haproxy_death_bound(lab), "a VIP holder")[0]
-    if holder != lab.primary and not lab.settings.vrrp.preempt:
-        # Without preemption the VIP stays where it is: hand it back by restarting the holder's keepalived.
-        lab.systemctl(holder, "stop", "keepalived")
-        lab.wait_for_vip_on(lab.primary, timeout=3 * takeover_bound(lab))
-        lab.systemctl(holder, "start", "keepalived")
-    lab.wait_for_vip_on(lab.primary, timeout=3 * haproxy_death_bound(lab))
-    wait_until(lambda: lab.get(lab.http_url, timeout=1)["ok"], 10, "HTTP through the VIP")
-    time.sleep(lab.settings.vrrp.master_down_interval)  # the peer has settled as backup
+    """Before every scenario the lab is healthy again (services, links, VIP on the primary)."""
+    if "lab" in request.fixturenames:
+        request.getfixturevalue("lab").heal()
 
 
 def variants(*names: str):
@@ -290,7 +276,7 @@ def installed_haproxy_cfg(lab: NetnsLab, lb: str) -> str:
 def test_rollout_applies_a_valid_change_one_lb_at_a_time_with_zero_failed_requests(lab):
     # web02 leaves the pool and VRRP checks slow down: HAProxy and keepalived both change.
     changed = lab_config("rollout", webServers=[{"name": "web01", "address": lab.web_address("web01")}],
-                         vrrp={**HARNESS_VRRP, "checkInterval": 3})
+                         vrrp={"checkInterval": 3})
     scripts = rollout_scripts(changed)
     order = sorted(lab.load_balancer_names, key=lambda lb: lb != lab.primary)
     with VipWatch(lab) as watch:

@@ -49,6 +49,7 @@ CLIENT = HERE / "client.py"
 NAMESPACE_PREFIX = "ha-lb-test-"
 SWITCH = "switch"
 CLIENT_HOST = "client"
+STATS_PASSWORD = "correct-horse-battery"
 
 
 # The host's init: daemons started by the systemctl stand-in are orphans adopted by it, and a dead one
@@ -63,8 +64,30 @@ while True:
 """
 
 
+# HAProxy's admin socket, without socat: send stdin, print the answer.
+_ADMIN_SOCKET_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect("/run/haproxy/admin.sock")
+s.sendall(sys.stdin.buffer.read())
+s.shutdown(socket.SHUT_WR)
+while chunk := s.recv(65536):
+    sys.stdout.buffer.write(chunk)
+"""
+
+
 class HarnessError(RuntimeError):
     pass
+
+
+def harness_config(vrrp: Optional[dict] = None, **overrides: Any) -> dict[str, Any]:
+    """A stack config for the harness. The one documented exception to "configs used unmodified" is
+    here: the kernel's process-event connector exists only in the initial network and PID namespace, so
+    keepalived's event-driven HAProxy tracking is rendered off (vrrp.trackProcess: false)."""
+    from tests.keys import key_config
+
+    return {**key_config(), "statsPassword": STATS_PASSWORD, "vrrp": {**(vrrp or {}), "trackProcess": False},
+            **overrides}
 
 
 def run(command: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -442,7 +465,45 @@ class NetnsLab:
     def keepalived_log(self, name: str) -> str:
         return self.host(name).exec(["cat", "/run/keepalived.log"], check=False).stdout
 
+    def heal(self) -> None:
+        """Every service up, every link up, the VIP on the primary and the peer settled as backup."""
+        vrrp = self.settings.vrrp
+        bound = 3 * (vrrp.check_interval + vrrp.master_down_interval + 1)
+        for web in self.web_names:
+            if self.host(web).exec(["test", "-s", "/run/web.pid"], check=False).returncode != 0:
+                self.start_web(web)
+        for lb in self.load_balancer_names:
+            self.restore_link(lb)
+            self.systemctl(lb, "start", "haproxy")
+            self.systemctl(lb, "start", "keepalived")
+        holder = wait_until(self.vip_holders, bound, "a VIP holder")[0]
+        if holder != self.primary and not vrrp.preempt:
+            # Without preemption the VIP stays where it is: hand it back by restarting the holder's keepalived.
+            self.systemctl(holder, "stop", "keepalived")
+            self.wait_for_vip_on(self.primary, timeout=bound)
+            self.systemctl(holder, "start", "keepalived")
+        self.wait_for_vip_on(self.primary, timeout=bound)
+        wait_until(lambda: self.get(self.http_url, timeout=1)["ok"], 10, "HTTP through the VIP")
+        time.sleep(vrrp.master_down_interval)
+
     # -- observation -------------------------------------------------------------------------
+
+    def server_states(self) -> dict[str, str]:
+        """HAProxy's view on the VIP holder (its admin socket): "backend/server" -> UP, DOWN, ..."""
+        holder = self.vip_holders()[0]
+        output = self.host(holder).shell("echo 'show servers state' | "
+                                         f"{sys.executable} -c {shlex.quote(_ADMIN_SOCKET_CLIENT)}").stdout
+        states = {}
+        for line in output.splitlines():
+            fields = line.split()
+            if len(fields) > 6 and fields[0].isdigit():
+                states[f"{fields[1]}/{fields[3]}"] = {"0": "DOWN", "1": "STARTING", "2": "UP", "3": "STOPPING"}.get(
+                    fields[5], fields[5])
+        return states
+
+    def wait_until_server_down(self, name: str, timeout: float = 10) -> None:
+        wait_until(lambda: all(state == "DOWN" for key, state in self.server_states().items()
+                               if key.endswith(f"/{name}")), timeout, f"HAProxy marking {name} down")
 
     def holds_vip(self, name: str) -> bool:
         out = run(["ip", "-n", self.netns(name), "-o", "-4", "addr", "show", "dev", self.settings.frontend.interface]).stdout

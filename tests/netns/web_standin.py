@@ -20,6 +20,7 @@ def main() -> None:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as nginx does
+        disable_nagle_algorithm = True  # headers and body leave at once (no delayed-ACK stall per request)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             self.send_response(200)
