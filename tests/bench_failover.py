@@ -47,7 +47,7 @@ def measure(lab: NetnsLab, fault: Callable[[], None], settle: Callable[[], None]
 
 def scenarios(lab: NetnsLab) -> dict[str, Callable[[], Result]]:
     vrrp = lab.settings.vrrp
-    bound = 2 * (vrrp.check_interval + vrrp.master_down_interval + 1)
+    bound = 2 * (2 * vrrp.check_interval + vrrp.master_down_interval + 1)
     on_secondary = lambda: lab.wait_for_vip_on(lab.secondary, timeout=bound)  # noqa: E731
     on_primary = lambda: lab.wait_for_vip_on(lab.primary, timeout=bound)  # noqa: E731
 

@@ -50,8 +50,8 @@ def takeover_bound(lab: NetnsLab) -> float:
 
 
 def haproxy_death_bound(lab: NetnsLab) -> float:
-    """The polled path (the namespace cannot use the event-driven one): one check interval on top."""
-    return lab.settings.vrrp.check_interval + takeover_bound(lab)
+    """The polled path (the namespace cannot use the event-driven one): two failed checks (`fall 2`) on top."""
+    return 2 * lab.settings.vrrp.check_interval + takeover_bound(lab)
 
 
 @pytest.fixture(scope="module")

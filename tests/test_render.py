@@ -189,7 +189,8 @@ def test_templates_refuse_missing_values():
 def test_a_check_weight_renders_the_reference_weight_mode():
     s = settings(vrrp={"checkWeight": 2})
     conf = render_keepalived_conf(s, lb(s, "lb01"))
-    assert "    interval 2\n    weight 2\n}" in conf
+    check = conf.split("vrrp_script check_haproxy {")[1].split("}")[0]
+    assert "interval 2" in check and "weight 2" in check and "fall 2" in check
 
 
 def test_without_the_process_event_connector_only_the_polled_check_is_rendered():

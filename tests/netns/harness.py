@@ -468,7 +468,7 @@ class NetnsLab:
     def heal(self) -> None:
         """Every service up, every link up, the VIP on the primary and the peer settled as backup."""
         vrrp = self.settings.vrrp
-        bound = 3 * (vrrp.check_interval + vrrp.master_down_interval + 1)
+        bound = 3 * (2 * vrrp.check_interval + vrrp.master_down_interval + 1)
         for web in self.web_names:
             if self.host(web).exec(["test", "-s", "/run/web.pid"], check=False).returncode != 0:
                 self.start_web(web)
