@@ -131,7 +131,9 @@ def test_stats_page_requires_the_password(lab):
 
 @variants("classic-unicast")
 def test_backend_loss_fails_no_client_request_and_the_server_returns(lab):
-    load = lab.load(duration=14, interval=0.02, timeout=2)
+    # Four clients whose requests each stay 200 ms at their server: web01 dies with requests in flight.
+    url = lab.url(lab.settings.http_port, "/?delay=0.2")
+    loads = [lab.load(url, duration=14, interval=0.01, timeout=2) for _ in range(4)]
     time.sleep(2)
     killed_at = time.time()
     lab.kill_web("web01")
@@ -139,7 +141,7 @@ def test_backend_loss_fails_no_client_request_and_the_server_returns(lab):
     restarted_at = time.time()
     lab.start_web("web01")
     time.sleep(4)
-    results = load.stop()
+    results = [result for load in loads for result in load.stop()]
     failed = [r for r in results if not r["ok"]]
     assert not failed, f"{len(failed)} failed requests, first: {failed[0]}"
     during = [r for r in results if killed_at + 1.5 < r["t"] < restarted_at]

@@ -12,6 +12,8 @@ import os
 import ssl
 import sys
 import threading
+import time
+import urllib.parse
 
 
 def main() -> None:
@@ -23,6 +25,9 @@ def main() -> None:
         disable_nagle_algorithm = True  # headers and body leave at once (no delayed-ACK stall per request)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            # ?delay=S keeps the request in flight for S seconds (at most 1): a server can die mid-request.
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            time.sleep(min(1.0, float(query.get("delay", ["0"])[0])))
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
