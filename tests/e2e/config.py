@@ -1,0 +1,37 @@
+"""The e2e stack: isolated networks on CIDRs unlikely to clash with the host, the test image, TCG."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.keys import key_config
+
+STACK = "e2e"
+STATS_PASSWORD = "e2e-stats-password"
+POOL_PATH = "/var/lib/libvirt/images/ha-lb-e2e"
+
+
+def e2e_config(base_image: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        **key_config(),
+        "domainType": "qemu",  # no usable KVM here: TCG
+        "networkMode": "isolated",
+        "installPackages": False,  # the test image carries every package
+        "baseImage": base_image,
+        "pool": POOL_PATH,
+        # The test itself runs the readiness script and checks over SSH; with the gate on, the program
+        # would register pulumi_command resources that no libvirt realizer can create.
+        "waitForReady": False,
+        "frontendCidr": "10.213.10.0/24",
+        "backendCidr": "10.213.80.0/24",
+        "vip": "10.213.10.3",
+        "loadBalancers": [
+            {"name": "lb01", "address": "10.213.10.4", "backendAddress": "10.213.80.11", "priority": 100},
+            {"name": "lb02", "address": "10.213.10.2", "backendAddress": "10.213.80.12", "priority": 99},
+        ],
+        "webServers": [{"name": "web01", "address": "10.213.80.3"}, {"name": "web02", "address": "10.213.80.2"}],
+        "statsPassword": STATS_PASSWORD,
+        "memoryMiB": 1024,
+        "readyTimeout": 600,
+        **overrides,
+    }
