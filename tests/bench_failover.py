@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import statistics
 import sys
 import time
@@ -82,6 +83,8 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--soak", type=float, default=60, help="seconds of idle soak for the fast profile")
     args = parser.parse_args()
+    # Stopped by pid (SIGTERM): unwind, so the labs' teardown runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     rows, ratios, soak_moves = [], [], None
     for profile, vrrp in PROFILES.items():

@@ -26,7 +26,7 @@ import urllib.parse
 def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
-    return connection, parts.path or "/"
+    return connection, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def request(url: str, timeout: float, headers: dict[str, str] | None = None) -> dict:
