@@ -10,6 +10,7 @@ no libvirt. Encrypted (`secure:`) values cannot be read offline: they are render
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import pathlib
@@ -20,11 +21,17 @@ from typing import Any
 import yaml
 
 from .program_run import ProgramRun, run_program
+from .settings import default_ssh_public_keys
 
 CLOUD_INIT_TYPE = "libvirt:index/cloudInitDisk:CloudInitDisk"
 # Stands in for an SSH key the offline render cannot (or need not) read: keys only ever reach the
 # SSH connections of the readiness commands, never a rendered file.
 PLACEHOLDER_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\n(offline render placeholder)\n-----END OPENSSH PRIVATE KEY-----\n"
+# Stands in for sshPublicKeys when neither the stack file nor ~/.ssh has one (a fresh machine): a
+# well-formed ed25519 key of zeros that nobody holds, named so that no reader mistakes it for a real one.
+_ED25519 = b"ssh-ed25519"
+PLACEHOLDER_PUBLIC_KEY = "ssh-ed25519 " + base64.b64encode(
+    len(_ED25519).to_bytes(4, "big") + _ED25519 + (32).to_bytes(4, "big") + bytes(32)).decode() + " offline-render-placeholder"
 _STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.ya?ml$")
 
 
@@ -80,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stack, config = read_stack_file(args.stack_file)
     config.setdefault("sshPrivateKey", PLACEHOLDER_PRIVATE_KEY)
+    if not config.get("sshPublicKeys") and not default_ssh_public_keys(os.path.expanduser("~")):
+        config["sshPublicKeys"] = [PLACEHOLDER_PUBLIC_KEY]
     try:
         run = run_program(config, stack=stack)
     except Exception as error:  # the program's own validation message is the useful part

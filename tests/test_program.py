@@ -169,3 +169,21 @@ def test_offline_render_command_writes_what_each_vm_gets(tmp_path):
     failed = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert "vip: '10.9.9.9' is not valid" in failed.stderr
+
+
+def test_offline_render_of_the_example_works_without_any_ssh_key(tmp_path):
+    """The README's review command on a fresh machine: no ~/.ssh, no keys in the stack file."""
+    import os
+    import subprocess
+    import sys
+
+    from components.offline import PLACEHOLDER_PUBLIC_KEY
+    from tests.program_run import PROJECT_ROOT
+
+    out = tmp_path / "rendered"
+    done = subprocess.run([sys.executable, "-m", "components.offline", "Pulumi.example.yaml", "--out", str(out)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    user_data = yaml.safe_load((out / "lb01/user-data").read_text().split("\n", 1)[1])
+    assert user_data["ssh_authorized_keys"] == [PLACEHOLDER_PUBLIC_KEY]
