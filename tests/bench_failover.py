@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import signal
 import statistics
 import sys
 import time
 from typing import Callable
 
-from tests.netns.harness import CLIENT, NetnsLab, VipWatch, harness_config, outage_after, run
+from tests.netns.harness import NetnsLab, VipWatch, harness_config, outage_after, polled_failover_seconds
 
 @dataclasses.dataclass(frozen=True)
 class Result:
@@ -47,8 +46,7 @@ def measure(lab: NetnsLab, fault: Callable[[], None], settle: Callable[[], None]
 
 
 def scenarios(lab: NetnsLab) -> dict[str, Callable[[], Result]]:
-    vrrp = lab.settings.vrrp
-    bound = 2 * (2 * vrrp.check_interval + vrrp.master_down_interval + 1)
+    bound = 2 * (polled_failover_seconds(lab.settings) + 1)
     on_secondary = lambda: lab.wait_for_vip_on(lab.secondary, timeout=bound)  # noqa: E731
     on_primary = lambda: lab.wait_for_vip_on(lab.primary, timeout=bound)  # noqa: E731
 
@@ -70,12 +68,6 @@ def scenarios(lab: NetnsLab) -> dict[str, Callable[[], Result]]:
 
     return {"(a) backend loss": backend_loss, "(b) HAProxy death on the master": haproxy_death,
             "(c) master link cut": link_cut, "(d) failback": failback}
-
-
-def rate(lab: NetnsLab, namespace_of: str, url: str, seconds: float) -> float:
-    result = run(["ip", "netns", "exec", lab.netns(namespace_of), sys.executable, str(CLIENT), "rate", url,
-                  "--duration", str(seconds), "--connections", "4"], timeout=seconds + 30)
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["per_second"])
 
 
 def main() -> None:
@@ -103,8 +95,8 @@ def main() -> None:
                 for _ in range(args.repetitions):
                     # The same client code both ways; the direct run starts in the idle backup's namespace,
                     # the one place on the backend network that is not a web server.
-                    via_vip = rate(lab, "client", lab.http_url, 3)
-                    direct = rate(lab, lab.secondary, direct_url, 3)
+                    via_vip = lab.rate(lab.http_url, 3)["per_second"]
+                    direct = lab.rate(direct_url, 3, host=lab.secondary)["per_second"]
                     ratios.append((via_vip, direct))
             else:
                 lab.heal()

@@ -20,6 +20,7 @@ from tests.netns.harness import (
     VipWatch,
     harness_config,
     outage_after,
+    polled_failover_seconds,
     run,
     server_of,
 )
@@ -51,7 +52,7 @@ def takeover_bound(lab: NetnsLab) -> float:
 
 def haproxy_death_bound(lab: NetnsLab) -> float:
     """The polled path (the namespace cannot use the event-driven one): two failed checks (`fall 2`) on top."""
-    return 2 * lab.settings.vrrp.check_interval + takeover_bound(lab)
+    return polled_failover_seconds(lab.settings) + MARGIN
 
 
 @pytest.fixture(scope="module")

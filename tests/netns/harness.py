@@ -6,10 +6,10 @@ PID and mount namespace (unshare), so `pidof haproxy` on lb01 sees lb01 only, /r
 files the program renders sit at their real paths (bind mounts) where the daemons, the activate script
 and the rollout script expect them.
 
-The one documented exception to "configs used unmodified": there is no systemd in a namespace, so
-/usr/bin/systemctl is a stand-in (tests/netns/systemctl) that does what Debian's units do. A second
-limitation is the kernel's: keepalived's event-driven `vrrp_track_process` cannot listen for process
-events outside the initial network namespace, so here HAProxy's death is found by the polled track
+Two documented exceptions to "configs used unmodified": there is no systemd in a namespace, so
+/usr/bin/systemctl is a stand-in (tests/netns/systemctl) that does what Debian's units do; and keepalived's
+event-driven `vrrp_track_process` cannot listen for process events outside the initial namespaces, so the
+configs are rendered with it off (`harness_config`) and HAProxy's death is found by the polled track
 script only (the VM end-to-end test covers the event path).
 
 Web servers are stand-ins (tests/netns/web_standin.py) answering on the configured ports with their
@@ -81,13 +81,19 @@ class HarnessError(RuntimeError):
 
 
 def harness_config(vrrp: Optional[dict] = None, **overrides: Any) -> dict[str, Any]:
-    """A stack config for the harness. The one documented exception to "configs used unmodified" is
-    here: the kernel's process-event connector exists only in the initial network and PID namespace, so
+    """A stack config for the harness. One of the two documented exceptions to "configs used unmodified"
+    is here: the kernel's process-event connector exists only in the initial network and PID namespace, so
     keepalived's event-driven HAProxy tracking is rendered off (vrrp.trackProcess: false)."""
     from tests.keys import key_config
 
     return {**key_config(), "statsPassword": STATS_PASSWORD, "vrrp": {**(vrrp or {}), "trackProcess": False},
             **overrides}
+
+
+def polled_failover_seconds(settings: LabSettings) -> float:
+    """VRRP's bound when HAProxy dies on the master and only the polled check sees it: two failed checks
+    (`fall 2`), then the master-down interval. The other bounds here are multiples of it."""
+    return 2 * settings.vrrp.check_interval + settings.vrrp.master_down_interval
 
 
 def run(command: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -468,7 +474,7 @@ class NetnsLab:
     def heal(self) -> None:
         """Every service up, every link up, the VIP on the primary and the peer settled as backup."""
         vrrp = self.settings.vrrp
-        bound = 3 * (2 * vrrp.check_interval + vrrp.master_down_interval + 1)
+        bound = 3 * (polled_failover_seconds(self.settings) + 1)
         for web in self.web_names:
             if self.host(web).exec(["test", "-s", "/run/web.pid"], check=False).returncode != 0:
                 self.start_web(web)
@@ -515,9 +521,12 @@ class NetnsLab:
     def wait_for_vip_on(self, name: str, timeout: float = 20) -> None:
         wait_until(lambda: self.vip_holders() == [name], timeout, f"the VIP on {name} alone")
 
-    def client(self, *arguments: str, timeout: float = 30) -> dict:
-        result = run(["ip", "netns", "exec", self.netns(CLIENT_HOST), sys.executable, str(CLIENT), *arguments],
-                     timeout=timeout)
+    def _client_command(self, host: str, *arguments: str) -> list[str]:
+        return ["ip", "netns", "exec", self.netns(host), sys.executable, str(CLIENT), *arguments]
+
+    def client(self, *arguments: str, timeout: float = 30, host: str = CLIENT_HOST) -> dict:
+        """tests/netns/client.py in a host's network namespace (the client's unless told): its JSON answer."""
+        result = run(self._client_command(host, *arguments), timeout=timeout)
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def get(self, url: str, timeout: float = 2, user: Optional[str] = None, password: Optional[str] = None) -> dict:
@@ -527,17 +536,17 @@ class NetnsLab:
     def tls(self, port: int) -> dict:
         return self.client("tls", self.vip, str(port))
 
-    def rate(self, url: str, duration: float, connections: int = 4) -> dict:
+    def rate(self, url: str, duration: float, connections: int = 4, host: str = CLIENT_HOST) -> dict:
         return self.client("rate", url, "--duration", str(duration), "--connections", str(connections),
-                           timeout=duration + 30)
+                           timeout=duration + 30, host=host)
 
     def load(self, url: Optional[str] = None, duration: float = 10, interval: float = 0.02,
              timeout: float = 0.5) -> LoadRun:
         """Start a bounded load loop (one request every `interval` s, each with `timeout`)."""
         output = self.workdir / f"load-{len(self.loads)}.jsonl"
         process = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns(CLIENT_HOST), sys.executable, str(CLIENT), "load",
-             url or self.http_url, "--duration", str(duration), "--interval", str(interval), "--timeout", str(timeout)],
+            self._client_command(CLIENT_HOST, "load", url or self.http_url, "--duration", str(duration),
+                                 "--interval", str(interval), "--timeout", str(timeout)),
             stdout=output.open("w"), stderr=subprocess.DEVNULL)
         run_ = LoadRun(process, output)
         self.loads.append(run_)
