@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any, Sequence
 
@@ -12,13 +11,29 @@ import pulumi_command as command
 from .settings import LabSettings
 
 PER_DIAL_TIMEOUT = 10  # seconds for one SSH connection attempt
-# pulumi-command retries a failed dial with a growing pause: about 11 s over the first ten tries, then
-# about 5 s each. The limit below keeps the whole wait for a booting VM near readyTimeout.
-_FIRST_DIALS, _FIRST_DIALS_SECONDS, _LATER_DIAL_SECONDS = 10, 11, 5
+
+# pulumi-command 1.2.1 dials with retry.Until of the Pulumi SDK (remote/connection.go dialWithRetry;
+# sdk go/common/util/retry/until.go): a pause of 0.1 s growing 1.5x per failure up to 5 s, and it gives up
+# when the number of failed dials exceeds dialErrorLimit (so limit + 1 attempts, limit pauses).
+_FIRST_PAUSE, _PAUSE_GROWTH, _LONGEST_PAUSE = 0.1, 1.5, 5.0
+
+
+def worst_dial_seconds(dial_error_limit: int, per_dial_timeout: int = PER_DIAL_TIMEOUT) -> float:
+    """The longest the dialing can take: every attempt times out, then the pause before the next."""
+    pause, total = _FIRST_PAUSE, 0.0
+    for _ in range(dial_error_limit):
+        total += per_dial_timeout + min(pause, _LONGEST_PAUSE)
+        pause *= _PAUSE_GROWTH
+    return total + per_dial_timeout
 
 
 def dial_error_limit(ready_timeout: int) -> int:
-    return _FIRST_DIALS + math.ceil(max(0, ready_timeout - _FIRST_DIALS_SECONDS) / _LATER_DIAL_SECONDS)
+    """The most failed dials whose worst case still fits in readyTimeout (counting each attempt's own
+    time, not just the pauses between attempts)."""
+    limit = 0
+    while worst_dial_seconds(limit + 1) <= ready_timeout:
+        limit += 1
+    return limit
 
 
 def ssh_connection(settings: LabSettings, address: str) -> command.remote.ConnectionArgs:
@@ -40,6 +55,9 @@ def on_guest(resource_name: str, *, settings: LabSettings, address: str, script:
         connection=ssh_connection(settings, address),
         create=script,
         triggers=list(triggers),
+        # On by default: it sends the previous output as SSH environment variables on every re-run, which
+        # sshd refuses (AcceptEnv), and the provider warns each time.
+        add_previous_output_in_env=False,
         opts=opts,
     )
 
@@ -52,5 +70,6 @@ def vip_check(resource_name: str, *, url: str, timeout: int, project_dir: str,
         create=f"{sys.executable} -m components.vip_check {url} --timeout {timeout}",
         dir=project_dir,
         triggers=list(triggers),
+        add_previous_output_in_env=False,
         opts=opts,
     )

@@ -70,11 +70,14 @@ class LabStorage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.pool = libvirt.pool(f"{name}-pool", name=args.lab_name, path=args.pool_path, opts=child)
         self.pool_name = self.pool.name
-        # Named after its source: a new image is created beside the old one, so VMs can move over one
-        # at a time instead of all being deleted with the old image.
+        # One resource per source (its logical and libvirt names carry a digest of it): a new image is a
+        # new resource created beside the old one, which is deleted only after every VM moved over. A
+        # changed source on the same resource would be a replacement, and with an explicit `name` the
+        # provider makes every replacement delete-before-replace (pulumi-libvirt's autonaming): the old
+        # image, and with it every disk and domain layered on it, would go first, all at once.
         source_digest = hashlib.sha256(args.base_image.encode()).hexdigest()[:12]
         self.base_image = libvirt.base_image(
-            f"{name}-base-image",
+            f"{name}-base-image-{source_digest}",
             name=f"{args.lab_name}-base-{source_digest}.qcow2",
             pool_name=self.pool.name,
             source=args.base_image,
@@ -104,18 +107,26 @@ class VirtualMachine(pulumi.ComponentResource):
         s, host = args.settings, args.host
         full_name = f"{s.lab_name}-{host.name}"
         cloud_init = pulumi.Output.from_input(args.cloud_init)
+        build = rebuild_key(s, host)
         # Fixed libvirt names: a replacement must delete the old object before creating the new one.
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.after), delete_before_replace=True)
 
+        # The disk's name carries the rebuild key: a change only a rebuild can apply replaces the disk, and
+        # with it the domain (its disk is ForceNew), so the VM boots a fresh copy of the base image and
+        # cloud-init runs again. Replacing only the domain would boot the old disk, where cloud-init (same
+        # instance) does nothing. To rebuild a VM by hand, replace its disk:
+        # `pulumi up --replace <the disk's URN>`.
         self.disk = libvirt.overlay_disk(
             f"{name}-disk",
-            name=f"{full_name}.qcow2",
+            name=f"{full_name}-{build}.qcow2",
             pool_name=args.storage.pool_name,
             base_volume_id=args.storage.base_image.id,
             size_gib=s.machine.disk_gib,
             opts=child,
         )
-        # Rewritten (same path) whenever the config changes, so a rebuilt VM boots with the current one.
+        # Replaced (deleted, then written anew under the same name: its contents are ForceNew) whenever the
+        # config changes, so a rebuilt VM boots with the current one. The running domain keeps the old ISO
+        # open and ignores the new id.
         self.cloud_init_disk = libvirt.cloud_init_disk(
             f"{name}-cloud-init",
             name=f"{full_name}-cloud-init.iso",
@@ -130,7 +141,7 @@ class VirtualMachine(pulumi.ComponentResource):
             name=full_name,
             # The rebuild key changes only with what a running VM cannot take in place; the seed disk's
             # id is ignored, so a config the rollout applies does not replace the VM.
-            description=f"{host.name} ({host.role}) of {s.lab_name}; build {rebuild_key(s, host)}",
+            description=f"{host.name} ({host.role}) of {s.lab_name}; build {build}",
             domain_type=s.domain_type,
             vcpus=s.machine.vcpus,
             memory_mib=s.machine.memory_mib,
@@ -218,6 +229,9 @@ class LoadBalancerPair(pulumi.ComponentResource):
         self.vip = str(s.vip)
 
         self.ready: list[pulumi.Resource] = [vm.ready for vm in self.machines.values()]
+        # What the final VIP check re-runs for: a new LB, or a config rolled out in place (a rollout that
+        # ran again keeps its id, so the ids alone would not show it).
+        self.rollout_digests: list[pulumi.Output[str]] = []
         if s.wait_for_ready:
             self.ready = self._rollout(s, ordered, password_hash, list(args.web_servers_ready))
         self.register_outputs({"vip": self.vip, "loadBalancers": self.addresses})
@@ -244,12 +258,14 @@ class LoadBalancerPair(pulumi.ComponentResource):
         activations: list[pulumi.Resource] = []
         for lb in ordered:
             vm = self.machines[lb.name]
+            script = password_hash.apply(
+                lambda digest, lb=lb: load_balancer_rollout_script(s, lb, digest, activate=True))
+            self.rollout_digests.append(script.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()))
             activations.append(commands.on_guest(
                 f"{lb.name}-config-rollout",
                 settings=s,
                 address=str(lb.address),
-                script=password_hash.apply(
-                    lambda digest, lb=lb: load_balancer_rollout_script(s, lb, digest, activate=True)),
+                script=script,
                 triggers=[vm.domain.id],
                 opts=pulumi.ResourceOptions(
                     parent=vm, depends_on=[*validations, *activations[-1:], *web_servers_ready]),
@@ -262,8 +278,10 @@ class Lab(pulumi.ComponentResource):
 
     def __init__(self, name: str, settings: LabSettings, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TOKEN + "Lab", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         s = settings
+        # An explicit provider: its URI always comes from the settings (the provider has no default).
+        self.libvirt_provider = libvirt.provider("libvirt", uri=s.libvirt_uri, opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, providers=[self.libvirt_provider])
         self.networks = {
             plan.role: LabNetwork(plan.role, LabNetworkArgs(s.lab_name, plan, s.network_mode), child)
             for plan in (s.frontend, s.backend)
@@ -304,7 +322,7 @@ class Lab(pulumi.ComponentResource):
                 url=http_url,
                 timeout=120,
                 project_dir=str(PROJECT_DIR),
-                triggers=[r.id for r in self.load_balancers.ready],
+                triggers=[*(r.id for r in self.load_balancers.ready), *self.load_balancers.rollout_digests],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=self.load_balancers.ready),
             )
             outputs = {key: pulumi.Output.all(check.stdout, value).apply(lambda pair: pair[1])

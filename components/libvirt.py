@@ -17,6 +17,11 @@ GIB = 1024**3
 _LIBVIRT_NETWORK_MODE = {"nat": "nat", "isolated": "none"}
 
 
+def provider(resource_name: str, *, uri: str, opts: pulumi.ResourceOptions) -> libvirt.Provider:
+    """The lab's own provider: `uri` is required by the provider and has no default there."""
+    return libvirt.Provider(resource_name, uri=uri, opts=opts)
+
+
 def network(resource_name: str, *, name: str, cidr: str, mode: str, opts: pulumi.ResourceOptions) -> libvirt.Network:
     return libvirt.Network(
         resource_name,
@@ -26,8 +31,11 @@ def network(resource_name: str, *, name: str, cidr: str, mode: str, opts: pulumi
         autostart=True,
         # Guests use static addresses from network-config: no DHCP, so nothing waits for a lease.
         dhcp=libvirt.NetworkDhcpArgs(enabled=False),
-        # The gateway's DNS forwarder is only useful where there is a way out.
-        dns=libvirt.NetworkDnsArgs(enabled=mode == "nat"),
+        # DNS is declared as it really is: the provider writes no <dns> element for `enabled = false`
+        # (0.8.1 libvirt/resource_libvirt_network.go resourceLibvirtNetworkCreate only adds one when
+        # enabled), so libvirt's default applies and dnsmasq serves DNS on every lab network (hence
+        # dnsmasq-base on the host). Guests use it as their resolver; isolated ones resolve nothing outside.
+        dns=libvirt.NetworkDnsArgs(enabled=True),
         opts=opts,
     )
 
@@ -86,7 +94,10 @@ def domain(resource_name: str, *, name: str, description: str, domain_type: str,
                             for network_id, mac in nics],
         # A serial console: `virsh console` shows boot and cloud-init output.
         consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
-        qemu_agent=True,
+        # The guest-agent channel is always in the domain XML (0.8.1 libvirt/domain_def.go newDomainDef).
+        # qemu_agent = true would make every Read ask the agent for addresses and fail the create while the
+        # guest boots (0.8.1 libvirt/domain.go domainGetIfacesInfo), so it stays off: addresses are static.
+        qemu_agent=False,
         autostart=True,
         opts=opts,
     )

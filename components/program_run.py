@@ -39,6 +39,7 @@ class CapturedResource:
     custom: bool = True
     options: dict[str, Any] = field(default_factory=dict)
     secret_inputs: set[str] = field(default_factory=set)  # dotted paths of inputs passed as secrets
+    provider: Optional[str] = None  # the explicit provider's reference ("URN::id"), None for a default one
 
     def as_dict(self) -> dict[str, Any]:
         return {"type": self.type, "name": self.name, "id": self.id, "inputs": self.inputs}
@@ -74,7 +75,8 @@ class _CapturingMocks(pulumi.runtime.Mocks):
             outputs["stdout"] = f"{args.name}: ok"
         resource_id = f"{args.name}-id" if args.custom else None
         self.registered[args.name] = {"type": args.typ, "inputs": inputs, "id": resource_id,
-                                      "custom": args.custom, "secret_inputs": secret_paths}
+                                      "custom": args.custom, "secret_inputs": secret_paths,
+                                      "provider": args.provider or None}
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list[tuple[str, str]]]]:
@@ -86,13 +88,15 @@ def _config_value(value: Any) -> str:
 
 
 def run_program(config: Mapping[str, Any], stack: str = "test", preview: bool = False,
-                secret_keys: tuple[str, ...] = ("statsPassword",)) -> ProgramRun:
-    """Run __main__.py for a stack config (camelCase keys without the `ha-lb:` prefix)."""
+                secret_keys: tuple[str, ...] = ("statsPassword",),
+                other_config: Optional[Mapping[str, str]] = None) -> ProgramRun:
+    """Run __main__.py for a stack config (camelCase keys without the `ha-lb:` prefix); other_config holds
+    other namespaces' keys, e.g. {"libvirt:uri": ...}."""
     mocks = _CapturingMocks()
     runtime_settings.ROOT.set(None)  # a fresh stack resource for every run
     pulumi.runtime.set_mocks(mocks, project="ha-lb", stack=stack, preview=preview)
     pulumi.runtime.set_all_config(
-        {f"ha-lb:{key}": _config_value(value) for key, value in config.items()},
+        {**{f"ha-lb:{key}": _config_value(value) for key, value in config.items()}, **(other_config or {})},
         [f"ha-lb:{key}" for key in secret_keys if key in config],
     )
 
@@ -145,7 +149,7 @@ def run_program(config: Mapping[str, Any], stack: str = "test", preview: bool = 
         resources.append(CapturedResource(
             type=info["type"], name=name, id=info["id"], inputs=info["inputs"], custom=info["custom"],
             parent=shape.get("parent"), parent_type=shape.get("parent_type"), options=shape.get("options", {}),
-            secret_inputs=info["secret_inputs"],
+            secret_inputs=info["secret_inputs"], provider=info["provider"],
         ))
     return ProgramRun(resources=resources, outputs=outputs, secret_outputs=secret_outputs)
 

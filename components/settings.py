@@ -26,6 +26,12 @@ DEFAULT_BASE_IMAGE = (
     "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-generic-amd64.qcow2"
 )
 
+# The libvirt connection when neither `ha-lb:libvirtUri` nor `libvirt:uri` is set: the provider itself
+# has no default (terraform-provider-libvirt 0.8.1 libvirt/provider.go: `uri` required, only
+# LIBVIRT_DEFAULT_URI as fallback), so the program always passes one to an explicit provider.
+DEFAULT_LIBVIRT_URI = "qemu:///system"
+_LIBVIRT_URI = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[^\s]*$")
+
 NETWORK_MODES = ("nat", "isolated")
 DOMAIN_TYPES = ("kvm", "qemu")
 VRRP_PROFILES = ("classic", "fast")
@@ -147,6 +153,7 @@ class LabSettings:
     ssh_user: str
     ssh_private_key: Optional[str] = field(repr=False)  # key text (secret), never rendered
     ready_timeout: int
+    libvirt_uri: str
 
     @property
     def lab_name(self) -> str:
@@ -315,6 +322,7 @@ DEFAULTS: dict[str, Any] = {
     "sshUser": "debian",  # the default user of Debian cloud images
     "sshPrivateKey": None,  # key text or a path; default: the user's own private key, found by the caller
     "readyTimeout": 900,  # seconds per VM: boot, cloud-init and service checks (software emulation is slow)
+    "libvirtUri": None,  # default: `libvirt:uri`, then LIBVIRT_DEFAULT_URI, then qemu:///system (the caller's)
 }
 
 VRRP_KEYS = ("profile", "virtualRouterId", "advertInterval", "unicast", "checkInterval", "checkWeight", "preempt",
@@ -324,7 +332,8 @@ WEB_SERVER_KEYS = ("name", "address")
 
 
 def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence[str] = (),
-                  default_private_key: Optional[str] = None) -> LabSettings:
+                  default_private_key: Optional[str] = None,
+                  default_libvirt_uri: str = DEFAULT_LIBVIRT_URI) -> LabSettings:
     """Parse camelCase stack config (keys without the `ha-lb:` prefix) into LabSettings.
 
     Raises SettingsError listing every problem; nothing is half-parsed.
@@ -406,6 +415,11 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
         problems.items.append("sshPublicKeys: empty, so nothing can log in for the readiness gate; "
                               "add the public half of sshPrivateKey, or set waitForReady false")
 
+    libvirt_uri = given["libvirtUri"] if given["libvirtUri"] is not None else default_libvirt_uri
+    if not isinstance(libvirt_uri, str) or not _LIBVIRT_URI.fullmatch(libvirt_uri):
+        problems.add("libvirtUri", libvirt_uri,
+                     "expected a libvirt connection URI such as qemu:///system or qemu+ssh://user@host/system")
+
     if problems.items:
         raise SettingsError(problems.items)
 
@@ -436,6 +450,7 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
         ssh_user=ssh_user or "debian",
         ssh_private_key=ssh_private_key,
         ready_timeout=ready_timeout or 900,
+        libvirt_uri=libvirt_uri,
     )
 
 

@@ -8,6 +8,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from .settings import (
+    DEFAULT_LIBVIRT_URI,
     PROJECT,
     LabSettings,
     SettingsError,
@@ -24,6 +25,12 @@ def raw_stack_config() -> dict[str, object]:
     return {key[len(prefix):]: runtime_config.get_config(key) for key in sorted(keys) if key.startswith(prefix)}
 
 
+def default_libvirt_uri() -> str:
+    """`libvirt:uri` (the provider's own key), then LIBVIRT_DEFAULT_URI (its only fallback), then ours."""
+    return (runtime_config.get_config("libvirt:uri") or os.environ.get("LIBVIRT_DEFAULT_URI")
+            or DEFAULT_LIBVIRT_URI)
+
+
 def load_stack_settings() -> LabSettings:
     home = os.path.expanduser("~")
     try:
@@ -32,6 +39,7 @@ def load_stack_settings() -> LabSettings:
             stack=pulumi.get_stack(),
             default_ssh_keys=default_ssh_public_keys(home),
             default_private_key=default_ssh_private_key(home),
+            default_libvirt_uri=default_libvirt_uri(),
         )
     except SettingsError as error:
         # RunError: Pulumi prints the message alone, without a Python traceback.

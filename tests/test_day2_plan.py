@@ -110,7 +110,11 @@ def test_a_password_change_rolls_out_without_replacing_anything(lab):
     before, after = inputs_by_name(lab), inputs_by_name(changed)
     differing = {name for name in before if before[name] != after.get(name)}
     assert differing == {"lb01-cloud-init", "lb02-cloud-init", "lb01-config-check", "lb02-config-check",
-                         "lb01-config-rollout", "lb02-config-rollout"}
+                         "lb01-config-rollout", "lb02-config-rollout", "vip-check"}
+    # The rollouts re-run in place (same ids); the final VIP check's triggers change, so it is replaced
+    # and runs again: a successful `up` still means the VIP served after the new config went live.
+    assert before["vip-check"]["create"] == after["vip-check"]["create"]
+    assert before["vip-check"]["triggers"] != after["vip-check"]["triggers"]
 
 
 def test_changes_a_running_vm_cannot_take_replace_it(lab):
@@ -118,14 +122,22 @@ def test_changes_a_running_vm_cannot_take_replace_it(lab):
     moved = inputs_by_name(run_program(config(loadBalancers=[
         {"name": "lb01", "address": "192.168.10.5", "backendAddress": "192.168.80.11", "priority": 100},
         {"name": "lb02", "address": "192.168.10.2", "backendAddress": "192.168.80.12", "priority": 99}]), stack="dev"))
-    # lb01's network-config changed: its build key (a force-new domain input) changes, lb02's does not.
+    # lb01's network-config changed: its build key changes, lb02's does not. The key is in the disk's
+    # name (ForceNew): the disk is replaced, and with it the domain, so the rebuilt VM boots a fresh disk
+    # and cloud-init applies the new address (a new domain on the old disk would keep the old one).
     assert moved["lb01-domain"]["description"] != before["lb01-domain"]["description"]
+    assert moved["lb01-disk"]["name"] != before["lb01-disk"]["name"]
     assert moved["lb02-domain"]["description"] == before["lb02-domain"]["description"]
+    assert moved["lb02-disk"] == before["lb02-disk"]
     bigger = inputs_by_name(run_program(config(diskGiB=20), stack="dev"))
     assert all(bigger[f"{vm}-disk"]["size"] == 20 * 1024**3 for vm in ("lb01", "lb02", "web01", "web02"))
     new_image = inputs_by_name(run_program(config(baseImage="/srv/images/other.qcow2"), stack="dev"))
-    # A new base image gets a new name, so it can exist beside the old one while VMs move over.
-    assert new_image["storage-base-image"]["name"] != before["storage-base-image"]["name"]
+    # A new base image is a new resource with a new name, created beside the old one (a replaced one would
+    # be deleted first, with every VM on it): the old one is deleted only after every disk moved over.
+    old_bases = {name for name, i in before.items() if "source" in i}
+    new_bases = {name for name, i in new_image.items() if "source" in i}
+    assert len(old_bases) == len(new_bases) == 1 and not old_bases & new_bases
+    assert new_image[min(new_bases)]["name"] != before[min(old_bases)]["name"]
 
 
 def test_without_the_gate_there_are_no_commands_and_no_key_is_needed():
