@@ -1,0 +1,140 @@
+"""Finds, and with --delete removes, the lab's libvirt objects that the Pulumi state does not own.
+
+    python -m components.leftovers [--stack dev] [--delete]
+
+After an interrupted `pulumi up` (Ctrl-C twice, a killed process, a lost host) the provider may have
+created an object whose creation never reached the state. It is not idempotent about it: the next create of
+the same name fails ("storage volume ... already exists"), and `pulumi destroy` fails to delete the pool
+because its directory is not empty. This command lists every object named after the lab (domains,
+networks, the pool and the volumes in it, files in the pool's directory) that the stack's state
+(`pulumi stack export`) does not hold, and deletes exactly those. Objects the state holds are never
+touched: `pulumi up` or `pulumi destroy` then succeeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional
+
+from .settings import PROJECT
+
+LIBVIRT_TYPES = ("libvirt:index/domain:Domain", "libvirt:index/network:Network", "libvirt:index/pool:Pool",
+                 "libvirt:index/volume:Volume", "libvirt:index/cloudInitDisk:CloudInitDisk")
+
+
+@dataclass(frozen=True)
+class Leftover:
+    kind: str  # domain, network, pool, file (a volume of the lab's dir pool, or a stray file in it)
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+def owned_names(deployment: dict[str, Any]) -> tuple[set[str], Optional[str], Optional[str]]:
+    """(libvirt object names in state, the pool's name, its directory) from `pulumi stack export`."""
+    names: set[str] = set()
+    pool, pool_path = None, None
+    for resource in deployment.get("resources", []):
+        if resource.get("type") not in LIBVIRT_TYPES:
+            continue
+        outputs = resource.get("outputs") or {}
+        if outputs.get("name"):
+            names.add(outputs["name"])
+        if resource["type"] == "libvirt:index/pool:Pool":
+            pool = outputs.get("name")
+            pool_path = (outputs.get("target") or {}).get("path")
+    return names, pool, pool_path
+
+
+def _virsh(uri: str, *args: str) -> list[str]:
+    result = subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"virsh {' '.join(args)}: {result.stderr.strip()}")
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+
+def _pool_path(uri: str, pool: str, virsh: Callable[..., list[str]]) -> Optional[str]:
+    xml = "\n".join(virsh(uri, "pool-dumpxml", pool))
+    start = xml.find("<path>")
+    return xml[start + len("<path>"):xml.find("</path>", start)] if start >= 0 else None
+
+
+def find(lab_name: str, owned: set[str], pool: Optional[str], pool_path: Optional[str], uri: str,
+         virsh: Callable[..., list[str]] = _virsh) -> list[Leftover]:
+    """Objects named after the lab that are not in `owned`, and files in the pool's directory (a dir pool's
+    volumes are its files; libvirt may not list them while the pool is inactive, as a failed delete leaves it)."""
+    prefix = f"{lab_name}-"
+    found = [Leftover("domain", d) for d in virsh(uri, "list", "--all", "--name")
+             if d.startswith(prefix) and d not in owned]
+    found += [Leftover("network", n) for n in virsh(uri, "net-list", "--all", "--name")
+              if n.startswith(prefix) and n not in owned]
+    lab_pool = pool or lab_name
+    if lab_pool in virsh(uri, "pool-list", "--all", "--name"):
+        pool_path = pool_path or _pool_path(uri, lab_pool, virsh)
+        if lab_pool not in owned:
+            found.append(Leftover("pool", lab_pool))
+    if pool_path and pathlib.Path(pool_path).is_dir():
+        found += [Leftover("file", str(p)) for p in sorted(pathlib.Path(pool_path).iterdir()) if p.name not in owned]
+    return found
+
+
+def delete(leftovers: Iterable[Leftover], uri: str, virsh: Callable[..., list[str]] = _virsh) -> None:
+    """Domains first (they hold the disks), then files, the pool, the networks."""
+    order = {"domain": 0, "file": 1, "pool": 2, "network": 3}
+    for item in sorted(leftovers, key=lambda i: order[i.kind]):
+        if item.kind == "domain":
+            _tolerating("not running", virsh, uri, "destroy", item.name)
+            virsh(uri, "undefine", item.name)
+        elif item.kind == "file":
+            pathlib.Path(item.name).unlink(missing_ok=True)
+        elif item.kind == "pool":
+            _tolerating("not active", virsh, uri, "pool-destroy", item.name)
+            virsh(uri, "pool-delete", item.name)
+            virsh(uri, "pool-undefine", item.name)
+        elif item.kind == "network":
+            _tolerating("not active", virsh, uri, "net-destroy", item.name)
+            virsh(uri, "net-undefine", item.name)
+
+
+def _tolerating(expected: str, virsh: Callable[..., list[str]], uri: str, *args: str) -> None:
+    try:
+        virsh(uri, *args)
+    except RuntimeError as error:
+        if expected not in str(error):
+            raise
+
+
+def export_state(stack: str, pulumi: str = "pulumi") -> dict[str, Any]:
+    result = subprocess.run([pulumi, "stack", "export", "--stack", stack], capture_output=True, text=True,
+                            timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"pulumi stack export --stack {stack}: {result.stderr.strip()}")
+    return json.loads(result.stdout).get("deployment") or {}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", required=True, help="the stack whose lab to check (names: ha-lb-STACK-*)")
+    parser.add_argument("--uri", default="qemu:///system", help="the libvirt connection (ha-lb:libvirtUri)")
+    parser.add_argument("--delete", action="store_true", help="delete what is found")
+    parser.add_argument("--pulumi", default="pulumi", help="the Pulumi CLI to read the state with")
+    args = parser.parse_args(argv)
+    owned, pool, pool_path = owned_names(export_state(args.stack, args.pulumi))
+    found = find(f"{PROJECT}-{args.stack}", owned, pool, pool_path, args.uri)
+    for item in found:
+        print(f"{'deleting' if args.delete else 'not in the state'}: {item}")
+    if args.delete:
+        delete(found, args.uri)
+    if not found:
+        print(f"nothing of {PROJECT}-{args.stack} outside the state")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
