@@ -36,23 +36,22 @@ def dial_error_limit(ready_timeout: int) -> int:
     return limit
 
 
-def ssh_connection(settings: LabSettings, address: str) -> command.remote.ConnectionArgs:
-    assert settings.ssh_private_key is not None, "validated: the gate needs a key"
+def ssh_connection(settings: LabSettings, address: str, private_key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
     return command.remote.ConnectionArgs(
         host=address,
         user=settings.ssh_user,
-        private_key=pulumi.Output.secret(settings.ssh_private_key),
+        private_key=pulumi.Output.secret(private_key),
         dial_error_limit=dial_error_limit(settings.ready_timeout),
         per_dial_timeout=PER_DIAL_TIMEOUT,
     )
 
 
-def on_guest(resource_name: str, *, settings: LabSettings, address: str, script: pulumi.Input[str],
-             triggers: Sequence[Any], opts: pulumi.ResourceOptions) -> command.remote.Command:
+def on_guest(resource_name: str, *, settings: LabSettings, address: str, private_key: pulumi.Input[str],
+             script: pulumi.Input[str], triggers: Sequence[Any], opts: pulumi.ResourceOptions) -> command.remote.Command:
     """Runs `script` on a guest over SSH; it runs again when the script or a trigger changes."""
     return command.remote.Command(
         resource_name,
-        connection=ssh_connection(settings, address),
+        connection=ssh_connection(settings, address, private_key),
         create=script,
         triggers=list(triggers),
         # On by default: it sends the previous output as SSH environment variables on every re-run, which

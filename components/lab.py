@@ -5,6 +5,7 @@ Every child is parented to its component; no resource is created inside an apply
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pathlib
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_random as random
+import pulumi_tls as tls
 
 from . import commands, libvirt
 from .guest_scripts import load_balancer_rollout_script, readiness_script, rebuild_key
@@ -93,6 +95,7 @@ class VirtualMachineArgs:
     cloud_init: pulumi.Input[CloudInit]
     storage: LabStorage
     networks: Mapping[str, LabNetwork]
+    ssh_private_key: pulumi.Input[str]
     # Resources this VM waits for, also when it is replaced: the previous VM of its tier being ready,
     # so a rebuild never takes two of a tier down at once.
     after: Sequence[pulumi.Resource] = ()
@@ -160,6 +163,7 @@ class VirtualMachine(pulumi.ComponentResource):
                 f"{name}-ready",
                 settings=s,
                 address=self.address,
+                private_key=args.ssh_private_key,
                 script=readiness_script(s, host),
                 triggers=[self.domain.id],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.domain]),
@@ -172,6 +176,9 @@ class TierArgs:
     settings: LabSettings
     storage: LabStorage
     networks: Mapping[str, LabNetwork]
+    # What the guests are rendered from: the settings, plus a generated key's public half when there is one.
+    render_settings: pulumi.Input[LabSettings]
+    ssh_private_key: pulumi.Input[str]
 
 
 def _rolling_machines(parent: pulumi.ComponentResource, args: TierArgs, hosts: Sequence[Host],
@@ -183,7 +190,7 @@ def _rolling_machines(parent: pulumi.ComponentResource, args: TierArgs, hosts: S
         vm = VirtualMachine(
             host.name,
             VirtualMachineArgs(args.settings, host, cloud_init_of(host), args.storage, args.networks,
-                               after=[previous.ready] if previous else []),
+                               args.ssh_private_key, after=[previous.ready] if previous else []),
             pulumi.ResourceOptions(parent=parent),
         )
         machines[host.name] = previous = vm
@@ -197,7 +204,8 @@ class WebTier(pulumi.ComponentResource):
         super().__init__(TOKEN + "WebTier", name, None, opts)
         s = args.settings
         hosts = [web_server_host(s, web) for web in s.web_servers]
-        self.machines = _rolling_machines(self, args, hosts, lambda h: render_host(s, h, None))
+        rendering = pulumi.Output.from_input(args.render_settings)
+        self.machines = _rolling_machines(self, args, hosts, lambda h: rendering.apply(lambda rs: render_host(rs, h, None)))
         self.addresses = {name: vm.addresses for name, vm in self.machines.items()}
         self.ready = [vm.ready for vm in self.machines.values()]
         self.register_outputs({"webServers": self.addresses})
@@ -223,8 +231,10 @@ class LoadBalancerPair(pulumi.ComponentResource):
         # The higher priority (the usual master) first: lb02 changes only after lb01 succeeded.
         ordered = sorted(s.load_balancers, key=lambda lb: -lb.priority)
         hosts = [load_balancer_host(s, lb) for lb in ordered]
+        rendering = pulumi.Output.from_input(args.render_settings)
         self.machines = _rolling_machines(
-            self, args, hosts, lambda h: password_hash.apply(lambda digest: render_host(s, h, digest)))
+            self, args, hosts,
+            lambda h: pulumi.Output.all(rendering, password_hash).apply(lambda a: render_host(a[0], h, a[1])))
         self.addresses = {name: vm.addresses for name, vm in self.machines.items()}
         self.vip = str(s.vip)
 
@@ -233,11 +243,11 @@ class LoadBalancerPair(pulumi.ComponentResource):
         # ran again keeps its id, so the ids alone would not show it).
         self.rollout_digests: list[pulumi.Output[str]] = []
         if s.wait_for_ready:
-            self.ready = self._rollout(s, ordered, password_hash, list(args.web_servers_ready))
+            self.ready = self._rollout(s, ordered, password_hash, list(args.web_servers_ready), args.ssh_private_key)
         self.register_outputs({"vip": self.vip, "loadBalancers": self.addresses})
 
     def _rollout(self, s: LabSettings, ordered: Sequence[LoadBalancer], password_hash: pulumi.Output[str],
-                 web_servers_ready: list[pulumi.Resource]) -> list[pulumi.Resource]:
+                 web_servers_ready: list[pulumi.Resource], private_key: pulumi.Input[str]) -> list[pulumi.Resource]:
         """Validate the config on every LB, then activate it one LB at a time.
 
         A config rejected anywhere is activated nowhere. Web servers are ready before any LB sends them
@@ -248,6 +258,7 @@ class LoadBalancerPair(pulumi.ComponentResource):
                 f"{lb.name}-config-check",
                 settings=s,
                 address=str(lb.address),
+                private_key=private_key,
                 script=password_hash.apply(
                     lambda digest, lb=lb: load_balancer_rollout_script(s, lb, digest, activate=False)),
                 triggers=[self.machines[lb.name].domain.id],
@@ -265,6 +276,7 @@ class LoadBalancerPair(pulumi.ComponentResource):
                 f"{lb.name}-config-rollout",
                 settings=s,
                 address=str(lb.address),
+                private_key=private_key,
                 script=script,
                 triggers=[vm.domain.id],
                 opts=pulumi.ResourceOptions(
@@ -294,11 +306,23 @@ class Lab(pulumi.ComponentResource):
             generated = random.RandomPassword("stats-password", length=24, special=False, opts=child)
             self.stats_password = generated.result  # secret in state; stable across updates
 
-        tier = TierArgs(s, self.storage, self.networks)
+        # The readiness gate's key: the one given (or found in ~/.ssh), else one the stack generates and keeps
+        # in its state; its public half is installed on every VM and the private half exported as a secret.
+        render_settings: pulumi.Input[LabSettings] = s
+        private_key: pulumi.Input[str] = s.ssh_private_key or ""
+        self.generated_ssh_key: Optional[tls.PrivateKey] = None
+        if s.generates_ssh_key:
+            self.generated_ssh_key = tls.PrivateKey("ssh-key", algorithm="ED25519", opts=child)
+            private_key = self.generated_ssh_key.private_key_openssh
+            render_settings = self.generated_ssh_key.public_key_openssh.apply(
+                lambda public: dataclasses.replace(s, ssh_public_keys=(*s.ssh_public_keys, public.strip())))
+
+        tier = TierArgs(s, self.storage, self.networks, render_settings, private_key)
         self.web_tier = WebTier("web", tier, child)
         self.load_balancers = LoadBalancerPair(
             "lb",
-            LoadBalancerPairArgs(s, self.storage, self.networks, self.stats_password, self.web_tier.ready),
+            LoadBalancerPairArgs(s, self.storage, self.networks, render_settings, private_key, self.stats_password,
+                                 self.web_tier.ready),
             child,
         )
 
@@ -314,6 +338,8 @@ class Lab(pulumi.ComponentResource):
             "loadBalancers": self.load_balancers.addresses,
             "webServers": self.web_tier.addresses,
         }
+        if self.generated_ssh_key is not None:
+            outputs["sshPrivateKey"] = pulumi.Output.secret(self.generated_ssh_key.private_key_openssh)
         if s.wait_for_ready:
             # The last gate, from where `pulumi up` runs: the VIP serves. Every output waits for it,
             # so a successful `up` means a working lab.

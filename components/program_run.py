@@ -21,8 +21,10 @@ from pulumi.runtime import settings as runtime_settings
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_ROOT / "__main__.py"
 
-# What the mocks answer for a generated password, so offline renders are stable and obviously fake.
+# What the mocks answer for a generated password and SSH key, so offline renders are stable and obviously fake.
 MOCK_GENERATED_PASSWORD = "generated-at-deploy-time"
+MOCK_GENERATED_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVuZXJhdGVkLWF0LWRlcGxveS10aW1lLWtleQ"
+MOCK_GENERATED_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ngenerated-at-deploy-time\n-----END OPENSSH PRIVATE KEY-----\n"
 
 
 _SIG_KEY, _SECRET_SIG = rpc._special_sig_key, rpc._special_secret_sig
@@ -71,6 +73,9 @@ class _CapturingMocks(pulumi.runtime.Mocks):
         outputs = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = MOCK_GENERATED_PASSWORD
+        if args.typ == "tls:index/privateKey:PrivateKey":
+            outputs["publicKeyOpenssh"] = MOCK_GENERATED_PUBLIC_KEY + "\n"
+            outputs["privateKeyOpenssh"] = MOCK_GENERATED_PRIVATE_KEY
         if args.typ.startswith("command:"):
             outputs["stdout"] = f"{args.name}: ok"
         resource_id = f"{args.name}-id" if args.custom else None

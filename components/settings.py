@@ -151,7 +151,8 @@ class LabSettings:
     # Readiness gate and in-place rollouts (over SSH).
     wait_for_ready: bool
     ssh_user: str
-    ssh_private_key: Optional[str] = field(repr=False)  # key text (secret), never rendered
+    # Key text (secret), never rendered. None: the stack generates a key pair (see generates_ssh_key).
+    ssh_private_key: Optional[str] = field(repr=False)
     ready_timeout: int
     libvirt_uri: str
 
@@ -159,6 +160,11 @@ class LabSettings:
     def lab_name(self) -> str:
         """Prefix of every libvirt object, so two stacks can share one host."""
         return f"{PROJECT}-{self.stack}"
+
+    @property
+    def generates_ssh_key(self) -> bool:
+        """No key given and none found: the readiness gate logs in with a key the stack generates."""
+        return self.wait_for_ready and self.ssh_private_key is None
 
     @property
     def stats_path(self) -> str:
@@ -406,12 +412,9 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
     ssh_user = _as_text(problems, "sshUser", given["sshUser"], r"[a-z_][a-z0-9_-]{0,31}", "expected a Linux user name")
     ready_timeout = _as_int(problems, "readyTimeout", given["readyTimeout"], 60, 7200)
     ssh_private_key = _parse_private_key(problems, given["sshPrivateKey"], default_private_key)
-    if wait_for_ready and ssh_private_key is None and given["sshPrivateKey"] is None:
-        problems.items.append(
-            "sshPrivateKey: not set and no ~/.ssh/id_* key found; the readiness gate logs in over SSH. "
-            "Set sshPrivateKey (secret key text or a path), or set waitForReady false to skip the gate"
-        )
-    if wait_for_ready and not ssh_keys and not any(p.startswith("sshPublicKeys") for p in problems.items):
+    # No key given and none in ~/.ssh: the stack generates one (its public half joins sshPublicKeys).
+    if wait_for_ready and ssh_private_key is not None and not ssh_keys \
+            and not any(p.startswith("sshPublicKeys") for p in problems.items):
         problems.items.append("sshPublicKeys: empty, so nothing can log in for the readiness gate; "
                               "add the public half of sshPrivateKey, or set waitForReady false")
 

@@ -2,6 +2,8 @@
 
 from components.program_run import (  # noqa: F401
     MOCK_GENERATED_PASSWORD,
+    MOCK_GENERATED_PRIVATE_KEY,
+    MOCK_GENERATED_PUBLIC_KEY,
     PROJECT_ROOT,
     CapturedResource,
     ProgramRun,

@@ -6,7 +6,12 @@ import pytest
 import yaml
 
 from tests.keys import key_config
-from tests.program_run import MOCK_GENERATED_PASSWORD, run_program
+from tests.program_run import (
+    MOCK_GENERATED_PASSWORD,
+    MOCK_GENERATED_PRIVATE_KEY,
+    MOCK_GENERATED_PUBLIC_KEY,
+    run_program,
+)
 
 DOMAIN = "libvirt:index/domain:Domain"
 VOLUME = "libvirt:index/volume:Volume"
@@ -124,6 +129,23 @@ def test_a_generated_password_is_a_secret_output_and_only_its_hash_is_rendered()
     assert run.outputs["statsPassword"] == MOCK_GENERATED_PASSWORD and "statsPassword" in run.secret_outputs
     user_data = run.named("lb01-cloud-init").inputs["userData"]
     assert MOCK_GENERATED_PASSWORD not in user_data and "password $6$" in user_data
+
+
+def test_without_any_ssh_key_the_stack_generates_one_for_the_gate(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh keys
+    run = run_program({"statsPassword": PASSWORD}, stack="dev")
+    [key] = run.of_type("tls:index/privateKey:PrivateKey")
+    assert key.inputs == {"algorithm": "ED25519"} and key.parent == "lab"
+    for vm in ("lb01", "lb02", "web01", "web02"):
+        assert MOCK_GENERATED_PUBLIC_KEY in run.named(f"{vm}-cloud-init").inputs["userData"]
+        ready = run.named(f"{vm}-ready")
+        assert ready.inputs["connection"]["privateKey"] == MOCK_GENERATED_PRIVATE_KEY
+        assert "connection" in ready.secret_inputs
+    assert run.outputs["sshPrivateKey"] == MOCK_GENERATED_PRIVATE_KEY and "sshPrivateKey" in run.secret_outputs
+
+
+def test_a_given_key_wins_over_generating_one(lab):
+    assert not lab.of_type("tls:index/privateKey:PrivateKey") and "sshPrivateKey" not in lab.outputs
 
 
 def test_more_web_servers_more_vms_and_haproxy_lines():

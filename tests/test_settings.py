@@ -106,7 +106,6 @@ def test_fast_profile_uses_vrrpv3_with_sub_second_adverts():
     ({"baseImage": "debian.qcow2"}, "baseImage", ["absolute path or an http(s) URL"]),
     ({"pool": "relative/dir"}, "pool", ["absolute directory"]),
     ({"vipp": "192.168.10.3"}, "vipp", ["unknown setting", "vip"]),
-    ({"waitForReady": True}, "sshPrivateKey", ["readiness gate", "waitForReady false"]),
     ({"sshPrivateKey": "/nonexistent/key"}, "sshPrivateKey", ["'/nonexistent/key'", "cannot be read"]),
     ({"readyTimeout": 5}, "readyTimeout", ["60 to 7200"]),
     ({"sshUser": "Root User"}, "sshUser", ["Linux user name"]),
