@@ -97,6 +97,9 @@ def ensure_engine(log: Callable[[str], None] = lambda message: None) -> Engine:
             if root.exists():
                 shutil.rmtree(root)
             staging.rename(root)
+            for stale in CACHE_ROOT.iterdir():  # builds of earlier sources
+                if stale != root and stale.is_dir() and not stale.name.startswith("."):
+                    shutil.rmtree(stale, ignore_errors=True)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -32,11 +32,12 @@ def _program() -> None:
 
 
 class EngineStack:
-    """One stack in its own backend directory; config values are JSON-encoded unless strings."""
+    """One stack in its own backend directory; config values are JSON-encoded unless strings. `program` is
+    the project's __main__.py unless a test gives a small program of its own."""
 
     def __init__(self, engine: Engine, work_dir: pathlib.Path, stack: str, config: Mapping[str, Any],
                  secret_keys: tuple[str, ...] = ("statsPassword", "sshPrivateKey"),
-                 extra_env: Optional[Mapping[str, str]] = None):
+                 extra_env: Optional[Mapping[str, str]] = None, program: Callable[[], None] = _program):
         work_dir.mkdir(parents=True, exist_ok=True)
         (work_dir / "state").mkdir(exist_ok=True)
         self.env = {
@@ -59,7 +60,7 @@ class EngineStack:
         self.secret_keys = secret_keys
         self.engine = engine
         self.work_dir = work_dir
-        self.stack = auto.create_or_select_stack(stack, "ha-lb", _program, opts=options)
+        self.stack = auto.create_or_select_stack(stack, "ha-lb", program, opts=options)
         self.set_config(config)
 
     def set_config(self, config: Mapping[str, Any]) -> None:

@@ -9,9 +9,10 @@
 // wrapper below puts v0.8.1's behaviour back (or fails where it cannot be reproduced), citing the v0.8.1
 // file and function, so this build is at least as strict as the provider users run:
 //
-//   - libvirt/domain.go domainGetIfacesInfo (v0.8.1): every Read of a running domain with
-//     qemu_agent = true asks the guest agent for addresses and fails on any error, such as libvirt's
-//     "guest agent is not connected" while the guest boots (v0.8.2 #1144 tolerates it).
+//   - libvirt/domain.go domainGetIfacesInfo (v0.8.1): every Read of a running domain, the one that ends
+//     each Create included, with qemu_agent = true asks the guest agent for addresses and fails on any
+//     error, such as libvirt's "guest agent is not connected" while the guest boots (v0.8.2 #1144
+//     tolerates it).
 //   - libvirt/volume_image.go httpImage.IsQCOW2 and resource_libvirt_volume.go
 //     resourceLibvirtVolumeCreate (v0.8.1): a URL source is sniffed with a ranged GET (bytes=0-7) that
 //     must answer 206 with the qcow2 magic; a given format other than qcow2 for a qcow2 image is an error
@@ -98,14 +99,26 @@ func restoreV081Behaviour(p *schema.Provider) {
 		return configure(d)
 	}
 
+	// resourceLibvirtDomainRead wraps domainGetIfacesInfo's error once more. Create calls Read directly
+	// (v0.8.1 resource_libvirt_domain.go resourceLibvirtDomainCreate, after DomainCreate and SetId), so
+	// the check runs after both the framework's Reads and Create.
 	domain := p.ResourcesMap["libvirt_domain"]
 	readDomain := domain.ReadContext
 	domain.ReadContext = func(ctx context.Context, d *schema.ResourceData, meta interface{}) diag.Diagnostics {
 		if err := interfaceAddressesAsV081(d); err != nil {
-			// resource_libvirt_domain.go resourceLibvirtDomainRead wraps the error once more.
 			return diag.Errorf("error retrieving interface addresses: %s", err)
 		}
 		return readDomain(ctx, d, meta)
+	}
+	createDomain := domain.CreateContext
+	domain.CreateContext = func(ctx context.Context, d *schema.ResourceData, meta interface{}) diag.Diagnostics {
+		if diags := createDomain(ctx, d, meta); diags.HasError() {
+			return diags
+		}
+		if err := interfaceAddressesAsV081(d); err != nil {
+			return diag.Errorf("error retrieving interface addresses: %s", err)
+		}
+		return nil
 	}
 
 	volume := p.ResourcesMap["libvirt_volume"]
