@@ -41,8 +41,9 @@ class Ssh:
                                                stderr=f"timed out after {timeout} s")
 
     def script(self, address: str, text: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        """Runs a shell script as the login user (as pulumi_command's remote.Command does)."""
-        return self.run(address, "sh -s", timeout=timeout, stdin=text)
+        """Runs a script as pulumi-command's remote.Command does: the whole text is the command string of one
+        SSH exec request (remote/commandOutputs.go CommandOutputs.run: session.Run), which the login user's shell runs."""
+        return self.run(address, text, timeout=timeout)
 
     def wait_for_login(self, address: str, deadline: float) -> bool:
         while time.monotonic() < deadline:

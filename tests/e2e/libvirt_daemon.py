@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 URI = "qemu:///system"
 STATE_DIRS = (pathlib.Path("/var/lib/libvirt/dnsmasq"),)
@@ -39,11 +40,19 @@ def _responds() -> bool:
         return False
 
 
+KVM_DEVICE = pathlib.Path("/dev/kvm")
+
+
 @dataclass
 class Daemons:
     started: dict[str, int] = field(default_factory=dict)  # name -> pid, only the ones this test started
+    kvm_mode: Optional[tuple[int, int]] = None  # /dev/kvm's (mode, gid) before this test changed it
 
     def stop(self) -> None:
+        if self.kvm_mode is not None:
+            os.chmod(KVM_DEVICE, self.kvm_mode[0])
+            os.chown(KVM_DEVICE, -1, self.kvm_mode[1])
+            self.kvm_mode = None
         for name in ("libvirtd", "virtlogd"):
             pid = self.started.pop(name, None)
             if pid is None:
@@ -57,9 +66,30 @@ class Daemons:
                 time.sleep(0.2)
 
 
+def _kvm_as_debian_sets_it(daemons: Daemons) -> None:
+    """/dev/kvm root:kvm 0660, as Debian's udev rule (50-udev-default.rules) makes it.
+
+    Without udev it can be root-only here: then libvirt probes QEMU as root with KVM, finds the device
+    unusable for its qemu user afterwards ("KVM was enabled when probing ..., but it is not available now")
+    and throws its capability cache away on every call, re-probing QEMU for seconds each time: a domain
+    create then took four minutes instead of one second (measured). The domains run type='qemu' either way.
+    """
+    import grp
+
+    if not KVM_DEVICE.exists():
+        return
+    info = KVM_DEVICE.stat()
+    wanted_gid = grp.getgrnam("kvm").gr_gid
+    if (info.st_mode & 0o777, info.st_gid) != (0o660, wanted_gid):
+        daemons.kvm_mode = (info.st_mode & 0o777, info.st_gid)
+        os.chown(KVM_DEVICE, -1, wanted_gid)
+        os.chmod(KVM_DEVICE, 0o660)
+
+
 def ensure_running() -> Daemons:
     """virtlogd, then libvirtd (daemonized, no TLS listener) unless libvirt already answers."""
     daemons = Daemons()
+    _kvm_as_debian_sets_it(daemons)
     # Made by the package's tmpfiles/systemd setup on a normal host; without systemd as PID 1 it may be
     # missing, and then every domain start on a libvirt network fails ("virbrN.macs.new").
     STATE_DIRS[0].mkdir(mode=0o755, parents=True, exist_ok=True)

@@ -8,10 +8,12 @@ import pathlib
 import sys
 
 import pulumi_command
+import pulumi_tls
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent.parent.parent
 # plugin name -> (the SDK package whose pulumi-plugin.json names the version, the model's module)
-MODELS = {"command": (pulumi_command, "tests.engine.models.command")}
+MODELS = {"command": (pulumi_command, "tests.engine.models.command"),
+          "tls": (pulumi_tls, "tests.engine.models.tls")}
 
 
 def install_models(plugins_dir: pathlib.Path) -> list[pathlib.Path]:
