@@ -42,6 +42,14 @@ def test_every_vm_has_a_readiness_check_that_reports_cloud_init_and_services(lab
     assert "https://127.0.0.1:8443/" in lab.named("web01-ready").inputs["create"]
 
 
+def test_no_command_sends_its_previous_output_as_ssh_environment(lab):
+    # pulumi-command's default (addPreviousOutputInEnv true) sets PULUMI_COMMAND_STDOUT/STDERR with SSH
+    # Setenv on every re-run; sshd refuses them (AcceptEnv) and the provider warns each time.
+    commands = [r for r in lab.resources if r.type.startswith("command:")]
+    assert len(commands) == 9
+    assert all(r.inputs.get("addPreviousOutputInEnv") is False for r in commands)
+
+
 def test_ssh_key_is_only_ever_a_secret_input(lab):
     private_key = key_config()["sshPrivateKey"]
     for resource in lab.resources:

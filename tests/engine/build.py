@@ -107,7 +107,7 @@ def ensure_engine(log: Callable[[str], None] = lambda message: None) -> Engine:
     else:
         seconds = 0.0
     # The models are plain Python: written anew each time, so they always match the working tree.
-    from .models import install_models
+    from .plugins import install_models
 
     install_models(home / "plugins")
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
