@@ -29,11 +29,12 @@ LIBVIRT_TYPES = ("libvirt:index/domain:Domain", "libvirt:index/network:Network",
 
 @dataclass(frozen=True)
 class Leftover:
-    kind: str  # domain, network, pool, file (a volume of the lab's dir pool, or a stray file in it)
+    kind: str  # domain, network, pool, volume (of the lab's active pool), file (in an inactive pool's directory)
     name: str
+    pool: Optional[str] = None  # for volumes
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.name}"
+        return f"{self.kind} {self.name}" + (f" (pool {self.pool})" if self.pool else "")
 
 
 def owned_names(deployment: dict[str, Any]) -> tuple[set[str], Optional[str], Optional[str]]:
@@ -67,8 +68,8 @@ def _pool_path(uri: str, pool: str, virsh: Callable[..., list[str]]) -> Optional
 
 def find(lab_name: str, owned: set[str], pool: Optional[str], pool_path: Optional[str], uri: str,
          virsh: Callable[..., list[str]] = _virsh) -> list[Leftover]:
-    """Objects named after the lab that are not in `owned`, and files in the pool's directory (a dir pool's
-    volumes are its files; libvirt may not list them while the pool is inactive, as a failed delete leaves it)."""
+    """Objects named after the lab that are not in `owned`: domains, networks, the pool, and the volumes in
+    it (or, while the pool is inactive, as a failed pool delete leaves it, the files in its directory)."""
     prefix = f"{lab_name}-"
     found = [Leftover("domain", d) for d in virsh(uri, "list", "--all", "--name")
              if d.startswith(prefix) and d not in owned]
@@ -79,18 +80,25 @@ def find(lab_name: str, owned: set[str], pool: Optional[str], pool_path: Optiona
         pool_path = pool_path or _pool_path(uri, lab_pool, virsh)
         if lab_pool not in owned:
             found.append(Leftover("pool", lab_pool))
+        if lab_pool in virsh(uri, "pool-list", "--name"):  # active: libvirt keeps a list of its volumes
+            virsh(uri, "pool-refresh", lab_pool)  # files written behind its back show up too
+            lines = virsh(uri, "vol-list", "--pool", lab_pool)[2:]  # below the header and its rule
+            volumes = [line.split()[0] for line in lines if line.split()]
+            return found + [Leftover("volume", v, lab_pool) for v in volumes if v not in owned]
     if pool_path and pathlib.Path(pool_path).is_dir():
         found += [Leftover("file", str(p)) for p in sorted(pathlib.Path(pool_path).iterdir()) if p.name not in owned]
     return found
 
 
 def delete(leftovers: Iterable[Leftover], uri: str, virsh: Callable[..., list[str]] = _virsh) -> None:
-    """Domains first (they hold the disks), then files, the pool, the networks."""
-    order = {"domain": 0, "file": 1, "pool": 2, "network": 3}
+    """Domains first (they hold the disks), then volumes and files, the pool, the networks."""
+    order = {"domain": 0, "volume": 1, "file": 1, "pool": 2, "network": 3}
     for item in sorted(leftovers, key=lambda i: order[i.kind]):
         if item.kind == "domain":
             _tolerating("not running", virsh, uri, "destroy", item.name)
             virsh(uri, "undefine", item.name)
+        elif item.kind == "volume":
+            virsh(uri, "vol-delete", "--pool", str(item.pool), item.name)
         elif item.kind == "file":
             pathlib.Path(item.name).unlink(missing_ok=True)
         elif item.kind == "pool":

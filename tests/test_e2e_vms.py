@@ -368,6 +368,27 @@ def _longest_outage(poller: VipPoller, since: float) -> float:
     return float("inf") if first is not None else longest
 
 
+@dataclass(frozen=True)
+class Outage:
+    failed: int
+    requests: int
+    longest: float
+
+    def __str__(self) -> str:
+        return f"{self.failed} failed requests of {self.requests}, longest outage {self.longest:.2f} s"
+
+
+def _apply_under_requests(e2e: E2ELab, config: dict[str, Any], limit: float) -> tuple[list[str], float, Outage]:
+    """`pulumi up` of `config` while a client requests the VIP every 50 ms (0.25 s timeout):
+    the engine's output lines, the seconds it took, and what the client saw."""
+    with VipPoller(e2e.vip, e2e.settings.http_port, interval=0.05, timeout=0.25, limit=limit) as poller:
+        t0 = time.monotonic()
+        lines = e2e.apply(config)
+        seconds = time.monotonic() - t0
+        time.sleep(2)
+    return lines, seconds, Outage(len(poller.failures(t0)), len(poller.samples), _longest_outage(poller, t0))
+
+
 def _replaced(lines: list[str]) -> set[str]:
     """Names of the resources `pulumi preview --diff` or `pulumi up` reports as replaced: in a preview, an
     op line `+-TYPE: (replace)` then the resource's `[urn=...::NAME]`; in an update, `+- TYPE NAME replac...`."""
@@ -434,11 +455,7 @@ def test_a_rebuilt_load_balancer_comes_up_with_its_new_address(e2e):
     e2e.stack.set_config(changed)
     replaced = _replaced(e2e.stack.preview_diff().splitlines())
     assert {"lb01-disk", "lb01-domain"} <= replaced and not {"lb02-disk", "lb02-domain"} & replaced, replaced
-    with VipPoller(e2e.vip, e2e.settings.http_port, interval=0.05, timeout=0.25, limit=1200) as poller:
-        t0 = time.monotonic()
-        lines = e2e.apply(changed)
-        seconds = time.monotonic() - t0
-        time.sleep(2)
+    lines, seconds, outage = _apply_under_requests(e2e, changed, limit=1200)
     assert {"lb01-disk", "lb01-domain"} <= _replaced(lines)
     assert e2e.outputs()["loadBalancers"]["lb01"]["frontend"] == "10.213.10.5"
     addresses = e2e.ssh.run("10.213.10.5", f"ip -br addr show {FRONTEND_INTERFACE}").stdout
@@ -446,11 +463,8 @@ def test_a_rebuilt_load_balancer_comes_up_with_its_new_address(e2e):
     peer = e2e.ssh.run(e2e.lb("lb02"), "sudo -n cat /etc/keepalived/keepalived.conf").stdout
     assert "10.213.10.5" in peer and "10.213.10.4" not in peer
     e2e.wait_vip_on("lb01", limit=60)
-    longest = _longest_outage(poller, t0)
-    note("rebuild lb01 (new address) by `pulumi up`",
-         f"{seconds:.0f} s; {len(poller.failures(t0))} failed requests of {len(poller.samples)}, "
-         f"longest outage {longest:.2f} s")
-    assert longest <= NODE_LOSS_OUTAGE
+    note("rebuild lb01 (new address) by `pulumi up`", f"{seconds:.0f} s; {outage}")
+    assert outage.longest <= NODE_LOSS_OUTAGE
 
 
 def test_a_new_base_image_from_a_url_replaces_the_vms_one_at_a_time(e2e):
@@ -459,11 +473,7 @@ def test_a_new_base_image_from_a_url_replaces_the_vms_one_at_a_time(e2e):
     source = pathlib.Path(e2e.settings.base_image)
     with ImageServer(source.parent) as server:
         changed = {**e2e.config, "baseImage": server.url(source.name)}
-        with VipPoller(e2e.vip, e2e.settings.http_port, interval=0.05, timeout=0.25, limit=2400) as poller:
-            t0 = time.monotonic()
-            lines = e2e.apply(changed)
-            seconds = time.monotonic() - t0
-            time.sleep(2)
+        lines, seconds, outage = _apply_under_requests(e2e, changed, limit=2400)
     assert any(r.startswith("HEAD ") for r in server.requests), server.requests
     assert any("bytes=0-7" in r for r in server.requests), server.requests
     replaced = _replaced(lines)
@@ -476,11 +486,8 @@ def test_a_new_base_image_from_a_url_replaces_the_vms_one_at_a_time(e2e):
         assert ready_again < second_down, "\n".join(order)
     backing = e2e.ssh.run(e2e.lb("lb02"), "true").returncode  # reachable again
     assert backing == 0
-    longest = _longest_outage(poller, t0)
-    note("new base image (URL) by `pulumi up`, 4 VMs replaced",
-         f"{seconds:.0f} s; {len(poller.failures(t0))} failed requests of {len(poller.samples)}, "
-         f"longest outage {longest:.2f} s")
-    assert longest <= NODE_LOSS_OUTAGE
+    note("new base image (URL) by `pulumi up`, 4 VMs replaced", f"{seconds:.0f} s; {outage}")
+    assert outage.longest <= NODE_LOSS_OUTAGE
 
 
 def test_destroy_leaves_nothing_even_after_a_stray_file_made_it_fail(e2e):

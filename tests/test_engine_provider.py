@@ -13,6 +13,7 @@ import pulumi_libvirt as libvirt
 import pytest
 
 from tests.conftest import require_root, require_tools
+from components import leftovers
 from tests.e2e import host_guard, libvirt_daemon
 from tests.e2e.image_server import ImageServer
 from tests.engine import build
@@ -21,6 +22,7 @@ from tests.engine.stack import EngineStack
 URI = libvirt_daemon.URI
 PREFIX = "ha-lb-provider-test"
 CIDR = "10.213.77.0/24"
+GUARD = "ha_lb_provider_test_guard"
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +31,11 @@ def engine():
     require_tools("go", "virsh", "libvirtd", "qemu-system-x86_64", "qemu-img", "nft", "dnsmasq")
     built = build.ensure_engine(log=lambda m: print(f"[engine] {m}", flush=True))
     daemons = libvirt_daemon.ensure_running()
-    host_guard.install([CIDR])
+    host_guard.install([CIDR], table=GUARD)
     try:
         yield built
     finally:
-        host_guard.remove()
+        host_guard.remove(GUARD)
         daemons.stop()
 
 
@@ -120,3 +122,39 @@ def test_a_url_image_needs_a_server_that_answers_byte_ranges(engine, tmp_path):
             assert "can't retrieve partial header of resource to determine file type" in str(failed.value)
         finally:
             stack.destroy()
+
+
+def test_a_seed_iso_left_by_an_interrupted_run_fails_the_create_until_leftovers_removes_it(engine, tmp_path):
+    """0.8.1 cloudinit_def.go UploadIso: StorageVolCreateXML of an existing name is an error (only
+    resource_libvirt_volume.go tolerates it). An interrupted run leaves exactly that: the object in libvirt,
+    not in the state. `components.leftovers` finds it from the state and deletes it; then `up` succeeds."""
+    pool_dir = tmp_path / "pool"
+    seed = f"{PREFIX}-cloud-init.iso"
+    with_seed = {"on": False}
+
+    def program():
+        provider = _provider()
+        pool = libvirt.Pool("pool", name=f"{PREFIX}-pool", type="dir", target={"path": str(pool_dir)},
+                            opts=pulumi.ResourceOptions(provider=provider))
+        if with_seed["on"]:
+            libvirt.CloudInitDisk("seed", name=seed, pool=pool.name, user_data="#cloud-config\n",
+                                  meta_data="instance-id: x\n", opts=pulumi.ResourceOptions(provider=provider))
+
+    stack = _stack(engine, tmp_path, program)
+    try:
+        stack.up()
+        libvirt_daemon.virsh("vol-create-as", f"{PREFIX}-pool", seed, "1M", "--format", "raw")
+        with_seed["on"] = True
+        with pytest.raises(Exception) as failed:
+            stack.up()
+        assert f"error creating libvirt volume for cloudinit device {seed}" in str(failed.value), \
+            str(failed.value)[-1500:]
+        owned, pool, pool_path = leftovers.owned_names(stack.stack.export_stack().deployment)
+        found = leftovers.find(PREFIX, owned, pool, pool_path, URI)
+        assert [str(f) for f in found] == [f"volume {seed} (pool {PREFIX}-pool)"]
+        leftovers.delete(found, URI)
+        stack.up()
+        assert leftovers.find(PREFIX, leftovers.owned_names(stack.stack.export_stack().deployment)[0],
+                              pool, pool_path, URI) == []
+    finally:
+        stack.destroy()

@@ -13,8 +13,9 @@ LAB = "ha-lb-dev"
 class FakeLibvirt:
     """Answers the virsh calls leftovers makes, from a dict of objects; records the changes."""
 
-    def __init__(self, domains, networks, pools, pool_path):
+    def __init__(self, domains, networks, pools, pool_path, active=()):
         self.domains, self.networks, self.pools, self.pool_path = list(domains), list(networks), list(pools), pool_path
+        self.active = list(active)
         self.calls: list[tuple[str, ...]] = []
 
     def __call__(self, uri, *args):
@@ -25,7 +26,11 @@ class FakeLibvirt:
         if command == "net-list":
             return self.networks
         if command == "pool-list":
-            return self.pools
+            return self.pools if "--all" in args else self.active
+        if command == "vol-list":  # as virsh prints it, blank lines dropped
+            return ["Name   Path", "-----------"] + [f"{f.name}   {f}" for f in sorted(self.pool_path.iterdir())]
+        if command == "vol-delete":
+            (self.pool_path / args[-1]).unlink()
         if command == "pool-dumpxml":
             return [f"<pool type='dir'><target><path>{self.pool_path}</path></target></pool>"]
         if command == "destroy":
@@ -57,6 +62,20 @@ def test_only_what_the_state_does_not_hold_is_a_leftover(tmp_path):
     changes = [c for c in virsh.calls if c[0] not in ("list", "net-list", "pool-list", "pool-dumpxml")]
     assert changes == [("destroy", f"{LAB}-web02"), ("undefine", f"{LAB}-web02"),
                        ("net-destroy", f"{LAB}-frontend"), ("net-undefine", f"{LAB}-frontend")]
+
+
+def test_in_an_active_pool_a_leftover_is_a_volume_deleted_through_libvirt(tmp_path):
+    # libvirt keeps its own list of an active pool's volumes: deleting the file alone would leave the
+    # name taken ("storage volume ... exists already" on the next create).
+    for name in (f"{LAB}-base.qcow2", f"{LAB}-web02-cloud-init.iso"):
+        (tmp_path / name).write_bytes(b"x")
+    owned, pool, pool_path = leftovers.owned_names(state(tmp_path, f"{LAB}-base.qcow2"))
+    virsh = FakeLibvirt(domains=[], networks=[], pools=[LAB], pool_path=tmp_path, active=[LAB])
+    found = leftovers.find(LAB, owned, pool, pool_path, "qemu:///system", virsh=virsh)
+    assert [str(f) for f in found] == [f"volume {LAB}-web02-cloud-init.iso (pool {LAB})"]
+    leftovers.delete(found, "qemu:///system", virsh=virsh)
+    assert ("pool-refresh", LAB) in virsh.calls and ("vol-delete", "--pool", LAB, f"{LAB}-web02-cloud-init.iso") in virsh.calls
+    assert (tmp_path / f"{LAB}-base.qcow2").exists()
 
 
 def test_a_pool_outside_the_state_goes_with_its_files_after_its_domains(tmp_path):

@@ -23,14 +23,14 @@ def _nft(script: str) -> None:
         raise RuntimeError(f"nft failed: {result.stderr.strip()}\n{script}")
 
 
-def install(cidrs: Sequence[str]) -> None:
+def install(cidrs: Sequence[str], table: str = TABLE) -> None:
     import pwd
 
     nets = ", ".join(cidrs)
     uids = ", ".join(str(pwd.getpwnam(u).pw_uid) for u in DNSMASQ_USERS if u in {p.pw_name for p in pwd.getpwall()})
-    remove()
+    remove(table)
     _nft(f"""
-table inet {TABLE} {{
+table inet {table} {{
     chain forward {{
         type filter hook forward priority -300; policy accept;
         ip saddr {{ {nets} }} ip daddr != {{ {nets} }} counter reject
@@ -44,8 +44,8 @@ table inet {TABLE} {{
 """)
 
 
-def remove() -> None:
-    subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, text=True, timeout=30)
+def remove(table: str = TABLE) -> None:
+    subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True, text=True, timeout=30)
 
 
 def dropped_packets() -> int:

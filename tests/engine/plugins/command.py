@@ -278,6 +278,25 @@ class _Processes:
 # local:Command
 
 
+def _feed_and_wait(proc: subprocess.Popen, procs: _Processes, capture: "_Capture", stdin: Optional[str]) -> int:
+    """Streams the command's output into `capture`, writes its stdin (if any) and waits for its exit code."""
+    procs.add(proc)
+    try:
+        threads = capture.start(proc)
+        if stdin:
+            try:
+                proc.stdin.write(stdin.encode("utf-8"))
+            except BrokenPipeError:
+                pass
+            finally:
+                proc.stdin.close()
+        rc = proc.wait()
+        capture.finish(threads)
+    finally:
+        procs.discard(proc)
+    return rc
+
+
 def _run_local(ctx: CallContext, procs: _Processes, command: str, inputs: dict, prev_stdout: str,
                prev_stderr: str) -> tuple[str, str]:
     """local/commandOutputs.go run."""
@@ -316,20 +335,7 @@ def _run_local(ctx: CallContext, procs: _Processes, command: str, inputs: dict, 
         raise ModelError(f"{err}: running {go_quote(command)}:\n") from e
     except OSError as e:
         raise ModelError(f"{e.strerror or e}: running {go_quote(command)}:\n") from e
-    procs.add(proc)
-    try:
-        threads = capture.start(proc)
-        if stdin:
-            try:
-                proc.stdin.write(stdin.encode("utf-8"))
-            except BrokenPipeError:
-                pass
-            finally:
-                proc.stdin.close()
-        rc = proc.wait()
-        capture.finish(threads)
-    finally:
-        procs.discard(proc)
+    rc = _feed_and_wait(proc, procs, capture, stdin)
     if rc != 0:
         err = f"exit status {rc}" if rc > 0 else f"signal: {_go_signal_name(-rc)}"  # os.ProcessState.String
         raise ModelError(f"{err}: running {go_quote(command)}:\n{capture.combined()}")
@@ -518,20 +524,7 @@ def _run_remote(ctx: CallContext, procs: _Processes, command: str, inputs: dict,
                 *dialed.destination, "--", command]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
-        procs.add(proc)
-        try:
-            threads = capture.start(proc)
-            if stdin:
-                try:
-                    proc.stdin.write(stdin.encode("utf-8"))
-                except BrokenPipeError:
-                    pass
-                finally:
-                    proc.stdin.close()
-            rc = proc.wait()
-            capture.finish(threads)
-        finally:
-            procs.discard(proc)
+        rc = _feed_and_wait(proc, procs, capture, stdin)
         if rc != 0:
             # ssh.ExitError: Waitmsg.String "Process exited with status N" (ssh's own failures are 255 too)
             raise ModelError(f"Process exited with status {rc}: running {go_quote(command)}:\n{capture.combined()}")
