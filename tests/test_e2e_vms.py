@@ -34,7 +34,7 @@ from tests.e2e.config import POOL_PATH, STACK, e2e_config
 from tests.e2e.guest import Ssh, VipHolders, VipPoller, http_get, timeline, tls_peer_common_name
 from tests.e2e.image_server import ImageServer
 from tests.engine import build
-from tests.engine.stack import EngineStack
+from tests.engine.stack import PROJECT_ROOT, EngineStack
 
 TOOLS = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "genisoimage", "mmdebstrap", "sfdisk",
          "mkfs.ext4", "grub-mkimage", "ssh", "ssh-keygen", "openssl", "go", "nft", "dnsmasq", "iptables")
@@ -500,13 +500,14 @@ def test_destroy_leaves_nothing_even_after_a_stray_file_made_it_fail(e2e):
     with pytest.raises(Exception) as failed:
         e2e.stack.destroy(on_output=lambda line: None)
     assert "pool" in str(failed.value).lower(), str(failed.value)[-2000:]
-    # What a user runs, against this stack's backend: the CLI's state says which objects are the stack's.
+    # What a user runs, from the project directory, against this stack's backend: its state says which
+    # objects are the stack's.
     command = [sys.executable, "-m", "components.leftovers", "--stack", STACK, "--pulumi", str(e2e.stack.engine.cli)]
     environment = {**os.environ, **e2e.stack.env}
-    listed = subprocess.run(command, cwd=e2e.stack.work_dir, env=environment, capture_output=True, text=True,
+    listed = subprocess.run(command, cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True,
                             timeout=120)
     assert listed.returncode == 0 and listed.stdout.splitlines() == [f"not in the state: file {stray}"], listed
-    deleted = subprocess.run(command + ["--delete"], cwd=e2e.stack.work_dir, env=environment, capture_output=True,
+    deleted = subprocess.run(command + ["--delete"], cwd=PROJECT_ROOT, env=environment, capture_output=True,
                              text=True, timeout=120)
     assert deleted.returncode == 0 and not stray.exists(), deleted
     e2e.close()
