@@ -1,10 +1,10 @@
 """Finds, and with --delete removes, the lab's libvirt objects that the Pulumi state does not own.
 
-    python -m components.leftovers [--stack dev] [--delete]
+    python -m components.leftovers --stack dev [--delete] [--uri qemu:///system]
 
 After an interrupted `pulumi up` (Ctrl-C twice, a killed process, a lost host) the provider may have
 created an object whose creation never reached the state. It is not idempotent about it: the next create of
-the same name fails ("storage volume ... already exists"), and `pulumi destroy` fails to delete the pool
+the same name fails ("storage volume ... exists already"), and `pulumi destroy` fails to delete the pool
 because its directory is not empty. This command lists every object named after the lab (domains,
 networks, the pool and the volumes in it, files in the pool's directory) that the stack's state
 (`pulumi stack export`) does not hold, and deletes exactly those. Objects the state holds are never
