@@ -8,6 +8,7 @@ import http.server
 import pathlib
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
@@ -17,10 +18,11 @@ _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 class ImageServer:
     directory: pathlib.Path
     ranges: bool = True  # False: a server that ignores Range and always answers the whole file (200)
+    chunk_pause: float = 0.0  # seconds to wait after each 64 KiB of a body: a slow mirror (may change later)
     requests: list[str] = field(default_factory=list)  # "METHOD /path Range" as received
 
     def __enter__(self) -> "ImageServer":
-        directory, requests, ranges = self.directory, self.requests, self.ranges
+        directory, requests, ranges, settings = self.directory, self.requests, self.ranges, self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
@@ -54,17 +56,23 @@ class ImageServer:
                         source.seek(start)
                         remaining = end - start + 1
                         while remaining > 0:
-                            chunk = source.read(min(1 << 20, remaining))
+                            pause = settings.chunk_pause  # read each time: a test may lift it mid-run
+                            chunk = source.read(min(1 << 16 if pause else 1 << 20, remaining))
                             if not chunk:
                                 break
                             self.wfile.write(chunk)
+                            self.wfile.flush()
                             remaining -= len(chunk)
+                            time.sleep(pause)
 
             def do_HEAD(self) -> None:  # noqa: N802 (the http.server interface)
                 self._serve(body=False)
 
             def do_GET(self) -> None:  # noqa: N802
-                self._serve(body=True)
+                try:
+                    self._serve(body=True)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away mid-download (a test kills it on purpose)
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
