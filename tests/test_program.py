@@ -93,8 +93,11 @@ def test_a_malformed_libvirt_uri_is_refused_before_any_resource():
 
 
 def test_lab_networks_declare_the_dns_libvirt_really_serves(lab):
-    # enabled=false would be dropped by the provider (no <dns> element: libvirt serves DNS anyway).
-    assert {str(n.inputs["dns"]) for n in lab.of_type(NETWORK)} == {str({"enabled": True})}
+    # enabled=false would be dropped by the provider (no <dns> element: libvirt serves DNS anyway), on an
+    # isolated network too.
+    isolated = run_program(config(networkMode="isolated", installPackages=False), stack="dev")
+    for run in (lab, isolated):
+        assert [n.inputs["dns"] for n in run.of_type(NETWORK)] == [{"enabled": True}] * 2
 
 
 def test_network_config_matches_the_macs_the_domain_declares(lab):
