@@ -118,10 +118,14 @@ class E2ELab:
         self.left = lab_objects()
 
 
+def _everything_of_the_lab() -> list[leftovers.Leftover]:
+    """Every libvirt object named after the e2e lab, owned by a state or not."""
+    return leftovers.find(LAB, owned=set(), pool=LAB, pool_path=POOL_PATH, uri=libvirt_daemon.URI)
+
+
 def lab_objects() -> list[str]:
     """Every libvirt object named after the e2e lab, and its pool directory, if still there."""
-    found = [str(item) for item in leftovers.find(LAB, owned=set(), pool=LAB, pool_path=POOL_PATH,
-                                                  uri=libvirt_daemon.URI)]
+    found = [str(item) for item in _everything_of_the_lab()]
     if pathlib.Path(POOL_PATH).exists():
         found.append(f"directory {POOL_PATH}")
     return found
@@ -129,8 +133,7 @@ def lab_objects() -> list[str]:
 
 def remove_lab_objects() -> None:
     """What a run that was killed may have left: removed before the lab is built again."""
-    leftovers.delete(leftovers.find(LAB, owned=set(), pool=LAB, pool_path=POOL_PATH, uri=libvirt_daemon.URI),
-                     uri=libvirt_daemon.URI)
+    leftovers.delete(_everything_of_the_lab(), uri=libvirt_daemon.URI)
 
 
 @pytest.fixture(scope="module")
@@ -357,17 +360,6 @@ def test_a_load_balancer_comes_back_from_a_reboot(e2e):
     assert vip_back < 60
 
 
-def _longest_outage(poller: VipPoller, since: float) -> float:
-    """The longest run of failed requests, from its first failure to the next good answer (s)."""
-    longest, first = 0.0, None
-    for sample in (s for s in poller.samples if s.at >= since):
-        if not sample.ok and first is None:
-            first = sample.at
-        elif sample.ok and first is not None:
-            longest, first = max(longest, sample.at - first), None
-    return float("inf") if first is not None else longest
-
-
 @dataclass(frozen=True)
 class Outage:
     failed: int
@@ -386,7 +378,7 @@ def _apply_under_requests(e2e: E2ELab, config: dict[str, Any], limit: float) -> 
         lines = e2e.apply(config)
         seconds = time.monotonic() - t0
         time.sleep(2)
-    return lines, seconds, Outage(len(poller.failures(t0)), len(poller.samples), _longest_outage(poller, t0))
+    return lines, seconds, Outage(len(poller.failures(t0)), len(poller.samples), poller.longest_outage(t0))
 
 
 def _replaced(lines: list[str]) -> set[str]:

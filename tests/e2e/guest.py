@@ -149,6 +149,17 @@ class VipPoller:
         recovered = next((s for s in self.samples if s.at > failed[0].at and s.ok), None)
         return (recovered.at if recovered else float("inf")) - since
 
+    def longest_outage(self, since: float) -> float:
+        """The longest run of failed requests after `since`, from its first failure to the next good answer
+        (infinite when the last run never recovered)."""
+        longest, first = 0.0, None
+        for sample in (s for s in self.samples if s.at >= since):
+            if not sample.ok and first is None:
+                first = sample.at
+            elif sample.ok and first is not None:
+                longest, first = max(longest, sample.at - first), None
+        return float("inf") if first is not None else longest
+
 
 class VipHolders:
     """Follows, on each load balancer, whether it holds the VIP: `ip -br addr show` once, then

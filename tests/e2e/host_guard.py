@@ -47,13 +47,3 @@ table inet {table} {{
 def remove(table: str = TABLE) -> None:
     subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True, text=True, timeout=30)
 
-
-def dropped_packets() -> int:
-    """Packets the guard rejected so far (the counters of its rules)."""
-    result = subprocess.run(["nft", "list", "table", "inet", TABLE], capture_output=True, text=True, timeout=30)
-    total = 0
-    for line in result.stdout.splitlines():
-        words = line.split()
-        if "counter" in words and "packets" in words:
-            total += int(words[words.index("packets") + 1])
-    return total
