@@ -23,6 +23,10 @@ from .settings import LabSettings, LoadBalancer
 
 # The files a load balancer can take without a rebuild, and the daemon each belongs to.
 ROLLOUT_SERVICES = {PATHS.haproxy: "haproxy", PATHS.keepalived: "keepalived", PATHS.nftables: "nftables"}
+# How the rollout applies each changed daemon's file, in this order: the firewall first, so a new port is
+# open before HAProxy listens on it; HAProxy's reload starts new workers beside the old ones (no connection
+# is refused).
+ROLLOUT_ACTIONS = (("nftables", "restart"), ("haproxy", "reload"), ("keepalived", "reload"))
 _DELIMITER = "HA_LB_END_OF_FILE"
 
 
@@ -57,7 +61,8 @@ def load_balancer_rollout_script(settings: LabSettings, lb: LoadBalancer, stats_
             raise ValueError(f"{file.path} cannot be embedded in a here-document")
         service = ROLLOUT_SERVICES[file.path]
         staged.append(_StagedFile(file.path.rsplit("/", 1)[1], file.path, file.mode, service, file.content))
-    return _render("load-balancer-rollout.sh.j2", lb=lb, files=staged, delimiter=_DELIMITER, activate=activate)
+    return _render("load-balancer-rollout.sh.j2", lb=lb, files=staged, delimiter=_DELIMITER, activate=activate,
+                   actions=ROLLOUT_ACTIONS)
 
 
 def rebuild_key(settings: LabSettings, host: Host) -> str:

@@ -1,10 +1,13 @@
-"""Offline render: run the real program under mocks for a stack file and write what each VM would get.
+"""Offline render and review: run the real program under mocks for a stack file, no Pulumi CLI, no libvirt.
 
     python -m components.offline Pulumi.example.yaml --out rendered/
+    python -m components.offline diff OLD_STACK_FILE NEW_STACK_FILE
+    python -m components.offline diff --base GIT_REF [STACK_FILE]
 
-Writes, per VM, user-data, meta-data and network-config (exactly the CloudInitDisk inputs), the service
-files they carry under files/, and resources.txt / outputs.json for the whole stack. No Pulumi CLI,
-no libvirt. Encrypted (`secure:`) values cannot be read offline: they are rendered as if unset.
+The render writes, per VM, user-data, meta-data and network-config (exactly the CloudInitDisk inputs), the
+service files they carry under files/, plan.json (what decides how `pulumi up` treats each VM),
+resources.txt and outputs.json. Encrypted (`secure:`) values cannot be read offline: they are rendered as
+if unset. `diff` prints a Markdown review of two versions (components/review.py); see `diff --help`.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ from typing import Any
 
 import yaml
 
+from .guest_scripts import ROLLOUT_ACTIONS, ROLLOUT_SERVICES
 from .program_run import ProgramRun, run_program
+from .review import PLAN_FILE
 from .settings import default_ssh_public_keys
 
 CLOUD_INIT_TYPE = "libvirt:index/cloudInitDisk:CloudInitDisk"
+MACHINE_TYPE = "ha-lb:index:VirtualMachine"
 # Stands in for an SSH key the offline render cannot (or need not) read: keys only ever reach the
 # SSH connections of the readiness commands, never a rendered file.
 PLACEHOLDER_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\n(offline render placeholder)\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -32,12 +38,12 @@ PLACEHOLDER_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\n(offline render 
 _ED25519 = b"ssh-ed25519"
 PLACEHOLDER_PUBLIC_KEY = "ssh-ed25519 " + base64.b64encode(
     len(_ED25519).to_bytes(4, "big") + _ED25519 + (32).to_bytes(4, "big") + bytes(32)).decode() + " offline-render-placeholder"
-_STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.ya?ml$")
+STACK_FILE_PATTERN = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.ya?ml$")
 
 
 def read_stack_file(path: pathlib.Path) -> tuple[str, dict[str, Any]]:
     """(stack name, config without the `ha-lb:` prefix) from a Pulumi.<stack>.yaml file."""
-    match = _STACK_FILE.match(path.name)
+    match = STACK_FILE_PATTERN.match(path.name)
     if not match:
         raise SystemExit(f"{path}: expected a stack file named Pulumi.<stack>.yaml")
     document = yaml.safe_load(path.read_text()) or {}
@@ -57,6 +63,41 @@ def _summary_line(resource: Any) -> str:
     return f"{resource.type}  {resource.name}  parent={parent}  {json.dumps(shown, sort_keys=True)}"
 
 
+def _whole(value: Any) -> Any:
+    """Numbers cross the Pulumi wire as floats: show 2, not 2.0."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def machine_plan(run: ProgramRun) -> dict[str, Any]:
+    """What decides how `pulumi up` treats each VM: its disk (a change replaces it: a rebuild), its domain
+    (a change recreates it on the same disk), the files a rollout applies in place, and the VM it waits for.
+    The lab's other libvirt objects are listed with their inputs."""
+    by_name = {r.name: r for r in run.resources}
+    by_id = {r.id: r for r in run.resources if r.id}
+    machines = {}
+    for vm in run.of_type(MACHINE_TYPE):
+        disk, domain = by_name[f"{vm.name}-disk"], by_name[f"{vm.name}-domain"]
+        base = by_id.get(disk.inputs.get("baseVolumeId"))
+        after = [by_name[d].parent for d in disk.options.get("depends_on") or [] if d in by_name]
+        rolled_out = f"{vm.name}-config-rollout" in by_name
+        machines[vm.name] = {
+            "tier": vm.parent,
+            "after": after[0] if after else None,
+            "disk": {"name": disk.inputs["name"], "size": _whole(disk.inputs.get("size")),
+                     "baseImage": base.inputs.get("source") if base else None},
+            "domain": {key: _whole(domain.inputs.get(key)) for key in ("vcpu", "memory", "type")},
+            "rolledOut": dict(ROLLOUT_SERVICES) if rolled_out else {},
+            "actions": [list(action) for action in ROLLOUT_ACTIONS] if rolled_out else [],
+        }
+    vm_names = set(machines)
+    resources = {
+        r.name: {"type": r.type, "inputs": r.inputs}
+        for r in run.resources
+        if (r.type.startswith("libvirt:") or r.type == "pulumi:providers:libvirt") and r.parent not in vm_names
+    }
+    return {"machines": machines, "resources": resources}
+
+
 def write_render(run: ProgramRun, out: pathlib.Path) -> list[pathlib.Path]:
     written = []
 
@@ -72,6 +113,7 @@ def write_render(run: ProgramRun, out: pathlib.Path) -> list[pathlib.Path]:
         write(out / vm / "network-config", disk.inputs["networkConfig"])
         for item in yaml.safe_load(disk.inputs["userData"]).get("write_files", []):
             write(out / vm / "files" / item["path"].lstrip("/"), item["content"])
+    write(out / PLAN_FILE, json.dumps(machine_plan(run), indent=2, sort_keys=True) + "\n")
     # Registration order is concurrent: sort so the summary diffs cleanly.
     ordered = sorted(run.resources, key=lambda r: (r.type, r.name))
     write(out / "resources.txt", "\n".join(_summary_line(r) for r in ordered) + "\n")
@@ -80,8 +122,8 @@ def write_render(run: ProgramRun, out: pathlib.Path) -> list[pathlib.Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def render_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.offline", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack_file", type=pathlib.Path, help="a Pulumi.<stack>.yaml file")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("rendered"), help="output directory")
     args = parser.parse_args(argv)
@@ -97,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     written = write_render(run, args.out)
     print(f"rendered stack {stack!r}: {len(run.resources)} resources, {len(written)} files in {args.out}/")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["diff"]:
+        from .stack_diff import diff_main  # git and subprocesses: only for the review
+        return diff_main(argv[1:])
+    return render_main(argv)
 
 
 if __name__ == "__main__":

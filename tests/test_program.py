@@ -220,7 +220,7 @@ def test_offline_render_command_writes_what_each_vm_gets(tmp_path):
     done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "rendered stack 'review'" in done.stdout and "Traceback" not in done.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["app1", "lb01", "lb02", "outputs.json", "resources.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["app1", "lb01", "lb02", "outputs.json", "plan.json", "resources.txt"]
     assert (out / "lb01/files/etc/haproxy/haproxy.cfg").read_text().count("server app1 192.168.80.50") == 2
     assert yaml.safe_load((out / "app1/meta-data").read_text())["instance-id"] == "ha-lb-review-app1"
     assert json.loads((out / "outputs.json").read_text())["statsPassword"] == "[secret]"
