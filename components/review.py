@@ -123,6 +123,7 @@ class StackReview:
     machines: tuple[MachineChange, ...]
     resources: tuple[str, ...]  # one line per other libvirt object added, removed or changed
     notes: tuple[str, ...] = ()
+    gated: bool = True  # the readiness gate is on: rollouts and the final VIP check exist
 
     @property
     def changed(self) -> bool:
@@ -267,7 +268,8 @@ def compare(old: RenderedStack, new: RenderedStack, old_label: str, new_label: s
             resources.append(f"`{name}` ({after['type']}): " + ", ".join(
                 f"{k} {json.dumps(before['inputs'].get(k))} → {json.dumps(after['inputs'].get(k))}" for k in keys))
     return StackReview(new.stack if new.machines else old.stack, old_label, new_label, tuple(machines),
-                       tuple(mask(line, secrets) for line in resources), tuple(notes))
+                       tuple(mask(line, secrets) for line in resources), tuple(notes),
+                       gated=any(m.plan["rolledOut"] for m in new.machines.values()))
 
 
 def _fence(text: str) -> str:
@@ -344,7 +346,7 @@ def _plan_lines(review: StackReview) -> list[str]:
     deleted = [f"**{m.name}**: {_describe(m)}" for m in review.machines if m.kind == REMOVED]
     deleted += [r for r in review.resources if r.endswith("nothing uses it")]
     add("Last, what is no longer in the stack:", deleted)
-    if any(m.kind != UNCHANGED for m in review.machines) and review.changed:
+    if review.gated and any(m.kind != UNCHANGED for m in review.machines):
         lines.append("")
         lines.append("The final VIP check runs again after any of these.")
     return lines

@@ -151,6 +151,7 @@ def test_a_web_server_added_is_new_and_the_load_balancers_roll_out(repo):
     assert "+    server web03 192.168.80.4:8080" in received
     assert "#### web03 (new)" in received and "+++ b/web03/etc/nginx/conf.d/ha-lb.conf" in received
     assert summary(out) == "stack `dev`: 1 new, 2 rolled out, 2 unchanged."
+    assert "The final VIP check runs again" in plan
     assert_no_secret(repo, out)
 
 
@@ -236,6 +237,7 @@ def test_with_the_readiness_gate_off_a_config_change_is_not_applied_and_the_revi
     for line in items.values():
         assert "seed disk rewritten only" in line and "nothing applies it to the running VM" in line
         assert "rolled out" not in line
+    assert "VIP check" not in out  # there is none with the gate off
 
 
 def test_two_stack_files(repo, tmp_path):
