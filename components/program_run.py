@@ -8,6 +8,7 @@ inputs are recorded, and the stack outputs are resolved (with their secret-ness)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 import runpy
@@ -63,9 +64,36 @@ class ProgramRun:
         return matches[0]
 
 
+# How the mocks name a resource's id:
+# "by-name": stable, f"{name}-id", whatever the inputs.
+# "by-replacement": a new id exactly when the real provider would replace the resource, so tests can see
+#   what re-runs: pulumi-command (provider/pkg/provider/{local,remote}/*.go) replaces a Command only when its
+#   `triggers` change (a changed `create` is an update that keeps the id); the libvirt, tls and random
+#   resources the program uses replace on any input change (their inputs are ForceNew: v0.8.1
+#   libvirt/resource_libvirt_{volume,cloud_init,domain}.go), except inputs under ignore_changes.
+ID_MODES = ("by-name", "by-replacement")
+
+
 class _CapturingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    def __init__(self, ids: str = "by-name", unknown_outputs: Optional[Mapping[str, set[str]]] = None,
+                 options: Optional[Mapping[str, dict[str, Any]]] = None) -> None:
+        if ids not in ID_MODES:
+            raise ValueError(f"ids: {ids!r} is not one of {ID_MODES}")
         self.registered: dict[str, dict[str, Any]] = {}
+        self.ids = ids
+        self.unknown_outputs = unknown_outputs or {}
+        self.options = options if options is not None else {}
+
+    def _id(self, args: pulumi.runtime.MockResourceArgs, inputs: dict[str, Any]) -> str:
+        if self.ids == "by-name":
+            return f"{args.name}-id"
+        if args.typ.startswith("command:"):
+            deciding: Any = inputs.get("triggers")
+        else:
+            ignored = set(self.options.get(args.name, {}).get("options", {}).get("ignore_changes", []))
+            deciding = {k: v for k, v in inputs.items() if k not in ignored}
+        digest = hashlib.sha256(json.dumps(deciding, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return f"{args.name}-{digest}"
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         secret_paths: set[str] = set()
@@ -78,7 +106,9 @@ class _CapturingMocks(pulumi.runtime.Mocks):
             outputs["privateKeyOpenssh"] = MOCK_GENERATED_PRIVATE_KEY
         if args.typ.startswith("command:"):
             outputs["stdout"] = f"{args.name}: ok"
-        resource_id = f"{args.name}-id" if args.custom else None
+        for key in self.unknown_outputs.get(args.name, ()):
+            outputs[key] = rpc.UNKNOWN  # as in a preview, before the resource exists
+        resource_id = self._id(args, inputs) if args.custom else None
         self.registered[args.name] = {"type": args.typ, "inputs": inputs, "id": resource_id,
                                       "custom": args.custom, "secret_inputs": secret_paths,
                                       "provider": args.provider or None}
@@ -94,18 +124,19 @@ def _config_value(value: Any) -> str:
 
 def run_program(config: Mapping[str, Any], stack: str = "test", preview: bool = False,
                 secret_keys: tuple[str, ...] = ("statsPassword",),
-                other_config: Optional[Mapping[str, str]] = None) -> ProgramRun:
+                other_config: Optional[Mapping[str, str]] = None, ids: str = "by-name",
+                unknown_outputs: Optional[Mapping[str, set[str]]] = None) -> ProgramRun:
     """Run __main__.py for a stack config (camelCase keys without the `ha-lb:` prefix); other_config holds
-    other namespaces' keys, e.g. {"libvirt:uri": ...}."""
-    mocks = _CapturingMocks()
+    other namespaces' keys, e.g. {"libvirt:uri": ...}. `ids`: see ID_MODES; unknown_outputs: resource name
+    -> output names the mocks answer as unknown."""
+    structure: dict[str, dict[str, Any]] = {}
+    mocks = _CapturingMocks(ids, unknown_outputs, structure)
     runtime_settings.ROOT.set(None)  # a fresh stack resource for every run
     pulumi.runtime.set_mocks(mocks, project="ha-lb", stack=stack, preview=preview)
     pulumi.runtime.set_all_config(
         {**{f"ha-lb:{key}": _config_value(value) for key, value in config.items()}, **(other_config or {})},
         [f"ha-lb:{key}" for key in secret_keys if key in config],
     )
-
-    structure: dict[str, dict[str, Any]] = {}
 
     def record(args: pulumi.ResourceTransformationArgs) -> None:
         opts = args.opts or pulumi.ResourceOptions()
