@@ -112,7 +112,9 @@ def write_render(run: ProgramRun, out: pathlib.Path) -> list[pathlib.Path]:
         write(out / vm / "meta-data", disk.inputs["metaData"])
         write(out / vm / "network-config", disk.inputs["networkConfig"])
         for item in yaml.safe_load(disk.inputs["userData"]).get("write_files", []):
-            write(out / vm / "files" / item["path"].lstrip("/"), item["content"])
+            path = out / vm / "files" / item["path"].lstrip("/")
+            write(path, item["content"])
+            path.chmod(int(item["permissions"], 8))  # as cloud-init's write_files sets it
     write(out / PLAN_FILE, json.dumps(machine_plan(run), indent=2, sort_keys=True) + "\n")
     # Registration order is concurrent: sort so the summary diffs cleanly.
     ordered = sorted(run.resources, key=lambda r: (r.type, r.name))

@@ -292,7 +292,7 @@ def test_rollout_applies_a_valid_change_one_lb_at_a_time_with_zero_failed_reques
         # Validated everywhere first, then activated one LB at a time, as `pulumi up` orders the commands.
         for step in ("config-check", "config-rollout"):
             for lb in order:
-                result = lab.host(lb).shell(scripts[f"{lb}-{step}"], check=False)
+                result = lab.as_login_user(lb, scripts[f"{lb}-{step}"])
                 assert result.returncode == 0, f"{lb}-{step} failed:\n{result.stdout}{result.stderr}"
                 print(result.stdout.strip())
         applied_at = time.time()
@@ -317,7 +317,7 @@ def test_rollout_rejects_an_invalid_change_and_the_old_config_keeps_serving(lab)
     broken = {name: script.replace("balance roundrobin", "balance nonsense", 1) for name, script in scripts.items()}
     for lb in lab.load_balancer_names:
         for step in ("config-check", "config-rollout"):
-            result = lab.host(lb).shell(broken[f"{lb}-{step}"], check=False)
+            result = lab.as_login_user(lb, broken[f"{lb}-{step}"])
             assert result.returncode != 0
             # The validator's own message reaches the user (it fails `pulumi up`).
             assert "is rejected by 'haproxy -c" in result.stderr and "balance only supports" in result.stderr
@@ -325,6 +325,33 @@ def test_rollout_rejects_an_invalid_change_and_the_old_config_keeps_serving(lab)
         assert lab.systemctl(lb, "is-active", "haproxy", check=False).returncode == 0
     answers = [lab.get(lab.http_url) for _ in range(4)]
     assert all(a["ok"] for a in answers)
+
+
+@variants("rollout")
+def test_a_rollout_without_root_changes_nothing(lab):
+    """The scripts run as the login user: a step that forgot `sudo` fails, as on the VM."""
+    scripts = rollout_scripts(lab_config("rollout", httpPort=8081))
+    lb = lab.primary
+    before = installed_haproxy_cfg(lab, lb)
+    without_sudo = scripts[f"{lb}-config-rollout"].replace("sudo -n install", "install")
+    result = lab.as_login_user(lb, without_sudo)
+    assert result.returncode != 0 and installed_haproxy_cfg(lab, lb) == before
+
+
+# -- a reboot: what boot starts, without cloud-init's runcmd -------------------------------------
+
+@variants("classic-unicast")
+def test_a_rebooted_load_balancer_boots_its_firewall_and_services_and_takes_the_vip_back(lab):
+    primary = lab.primary
+    lab.reboot(primary)
+    # Only what the activate script enabled (or the packages did) starts at boot.
+    for unit in ("nftables", "haproxy", "keepalived"):
+        assert lab.systemctl(primary, "is-active", unit, check=False).returncode == 0, unit
+    ruleset = lab.host(primary).exec(["nft", "list", "ruleset"]).stdout
+    assert "table inet ha_lb" in ruleset and "policy drop" in ruleset
+    # The README's classic promise for a master that comes back: 4.5 s at most (3 adverts + skew + 0.5 s).
+    lab.wait_for_vip_on(primary, timeout=4.5)
+    assert lab.get(lab.http_url, timeout=1)["ok"]
 
 
 # -- the harness itself -------------------------------------------------------------------------

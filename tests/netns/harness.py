@@ -12,6 +12,11 @@ event-driven `vrrp_track_process` cannot listen for process events outside the i
 configs are rendered with it off (`harness_config`) and HAProxy's death is found by the polled track
 script only (the VM end-to-end test covers the event path).
 
+Load balancers are set up as cloud-init leaves a fresh image: the activate script runs by its path (its
+rendered mode decides whether it can), the `debian` login user has cloud-init's sudo rule, and the rollout
+scripts run as that user (`as_login_user`), so whatever needs root must go through `sudo -n`. `reboot`
+ends every process and the kernel's runtime state, then starts only what boot would.
+
 Web servers are stand-ins (tests/netns/web_standin.py) answering on the configured ports with their
 name, HTTPS with a throwaway certificate. Processes are stopped by pid; killing a host's namespace
 init ends everything in that host.
@@ -50,6 +55,10 @@ NAMESPACE_PREFIX = "ha-lb-test-"
 SWITCH = "switch"
 CLIENT_HOST = "client"
 STATS_PASSWORD = "correct-horse-battery"
+# The cloud image's login user (Debian's `debian`), under a uid no account of the test host has.
+LOGIN_USER, LOGIN_UID = "debian", 61999
+# What haproxy's and keepalived's Debian packages enable when installed (dh_installsystemd's default).
+DEBIAN_ENABLED_UNITS = ("haproxy", "keepalived")
 
 
 # The host's init: daemons started by the systemctl stand-in are orphans adopted by it, and a dead one
@@ -292,6 +301,7 @@ class NetnsLab:
         self.web_names = [h.name for h in self.hosts.values() if h.role != LOAD_BALANCER]
         self.namespace_hosts: dict[str, NamespaceHost] = {}
         self.ports: dict[str, str] = {}  # "host/interface" -> switch port
+        self._private_mounts: dict[str, str] = {}  # load balancer -> its setup lines for /etc
         self.loads: list[LoadRun] = []
         used = {str(nic.address) for host in self.hosts.values() for nic in host.nics} | {str(self.settings.vip)}
         candidates = (str(a) for a in reversed(list(self.settings.frontend.network.hosts())))
@@ -404,17 +414,78 @@ class NetnsLab:
                 lines.append(f"mount --bind {root / parent.lstrip('/')} {parent}")
         return "\n".join(lines)
 
-    def _start_load_balancer(self, name: str) -> None:
-        host = NamespaceHost(name, self.netns(name))
-        self.namespace_hosts[name] = host
-        host.start("\n".join([
+    def _private_system_files(self, name: str) -> str:
+        """Shell lines giving a load balancer what a fresh cloud image has after cloud-init installed the
+        packages: the login user with cloud-init's sudo rule, and the units the packages' postinst enabled
+        (haproxy and keepalived; Debian's nftables package enables nothing), in its own /etc."""
+        private = self.workdir / name / "etc"
+        wants = private / "systemd-system" / "multi-user.target.wants"
+        wants.mkdir(parents=True)
+        for unit in DEBIAN_ENABLED_UNITS:
+            (wants / f"{unit}.service").symlink_to(f"/lib/systemd/system/{unit}.service")
+        passwd = pathlib.Path("/etc/passwd").read_text()
+        group = pathlib.Path("/etc/group").read_text()
+        (private / "passwd").write_text(passwd + f"{LOGIN_USER}:x:{LOGIN_UID}:{LOGIN_UID}::/tmp:/bin/sh\n")
+        (private / "group").write_text(group + f"{LOGIN_USER}:x:{LOGIN_UID}:\n")
+        # Password locked, as cloud-init leaves the default user (lock_passwd: usermod --lock puts a "!").
+        shadow = pathlib.Path("/etc/shadow")
+        (private / "shadow").write_text(shadow.read_text() + f"{LOGIN_USER}:!:20000:0:99999:7:::\n")
+        (private / "shadow").chmod(shadow.stat().st_mode & 0o777)
+        os.chown(private / "shadow", shadow.stat().st_uid, shadow.stat().st_gid)
+        sudoers = private / "sudoers.d"
+        sudoers.mkdir()
+        (sudoers / "90-cloud-init-users").write_text(f"{LOGIN_USER} ALL=(ALL) NOPASSWD:ALL\n")
+        (sudoers / "90-cloud-init-users").chmod(0o440)
+        return "\n".join([
+            f"mount --bind {private / 'systemd-system'} /etc/systemd/system",
+            f"mount --bind {private / 'passwd'} /etc/passwd",
+            f"mount --bind {private / 'group'} /etc/group",
+            f"mount --bind {private / 'shadow'} /etc/shadow",
+            f"mount --bind {sudoers} /etc/sudoers.d",
+        ])
+
+    def _load_balancer_setup(self, name: str) -> str:
+        return "\n".join([
             "mount -t tmpfs -o mode=0755 ha-lb-run /run",
             "mkdir -p /run/haproxy",
             f"mount --bind {SYSTEMCTL_STANDIN} /usr/bin/systemctl",
             self._bind_rendered_files(name),
-        ]))
-        # The same script cloud-init's runcmd runs on the VM: sysctl, validation, firewall, services.
-        host.exec(["sh", PATHS.activate])
+            self._private_mounts[name],
+        ])
+
+    def _start_load_balancer(self, name: str) -> None:
+        host = NamespaceHost(name, self.netns(name))
+        self.namespace_hosts[name] = host
+        self._private_mounts[name] = self._private_system_files(name)
+        host.start(self._load_balancer_setup(name))
+        # What cloud-init's runcmd does on the VM: run the activate script by its path (its mode and
+        # shebang decide whether it runs): sysctl, validation, firewall, services.
+        host.exec([PATHS.activate])
+
+    def as_login_user(self, name: str, script: str, check: bool = False) -> subprocess.CompletedProcess:
+        """Run a script as `pulumi up`'s commands run on the VM: as the unprivileged login user, one
+        command string for its shell; what needs root goes through `sudo -n`."""
+        return self.host(name).exec(["runuser", "-u", LOGIN_USER, "--", "sh", "-c", script], check=check, timeout=60)
+
+    def reboot(self, name: str) -> None:
+        """A load balancer reboots: every process ends, the kernel forgets its runtime state (firewall,
+        addresses keepalived added, sysctls), then boot starts what systemd would: sysctl.d, and the units
+        linked in multi-user.target.wants. cloud-init's runcmd does not run again (same instance)."""
+        host = self.host(name)
+        host.stop()
+        netns = self.netns(name)
+        run(["ip", "netns", "exec", netns, "nft", "flush", "ruleset"])
+        for nic in self.hosts[name].nics:
+            run(["ip", "-n", netns, "addr", "flush", "dev", nic.interface])
+            run(["ip", "-n", netns, "addr", "add", nic.cidr_address, "dev", nic.interface])
+        for key in ("net.ipv4.ip_nonlocal_bind", "net.ipv4.ip_forward"):
+            run(["ip", "netns", "exec", netns, "sysctl", "--quiet", "-w", f"{key}=0"])
+        host.start(self._load_balancer_setup(name))
+        host.shell("for f in /etc/sysctl.d/*.conf; do sysctl --quiet -p \"$f\"; done\n"
+                   # nftables.service runs before the network is up (Before=network-pre.target).
+                   "for unit in nftables haproxy keepalived; do\n"
+                   "    if [ -e /etc/systemd/system/multi-user.target.wants/$unit.service ]; then systemctl start $unit; fi\n"
+                   "done")
 
     def _start_web_server(self, name: str) -> None:
         host = NamespaceHost(name, self.netns(name))
