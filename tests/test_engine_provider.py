@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ElementTree
 
 import pulumi
 import pulumi_libvirt as libvirt
+from pulumi import automation as auto
 import pytest
 
 from tests.conftest import require_root, require_tools
@@ -74,7 +75,7 @@ def test_qemu_agent_true_fails_the_create_while_the_guest_has_no_agent(engine, t
 
     stack = _stack(engine, tmp_path, program)
     try:
-        with pytest.raises(Exception) as failed:
+        with pytest.raises(auto.CommandError) as failed:
             stack.up()
         message = str(failed.value)
         assert "error retrieving interface addresses" in message, message[-1500:]
@@ -117,7 +118,7 @@ def test_a_url_image_needs_a_server_that_answers_byte_ranges(engine, tmp_path):
         stack = EngineStack(engine, tmp_path / "pulumi-no-ranges", "provider", {},
                             program=program_for(server.url("tiny.qcow2")))
         try:
-            with pytest.raises(Exception) as failed:
+            with pytest.raises(auto.CommandError) as failed:
                 stack.up()
             assert "can't retrieve partial header of resource to determine file type" in str(failed.value)
         finally:
@@ -145,7 +146,7 @@ def test_a_seed_iso_left_by_an_interrupted_run_fails_the_create_until_leftovers_
         stack.up()
         libvirt_daemon.virsh("vol-create-as", f"{PREFIX}-pool", seed, "1M", "--format", "raw")
         with_seed["on"] = True
-        with pytest.raises(Exception) as failed:
+        with pytest.raises(auto.CommandError) as failed:
             stack.up()
         assert f"error creating libvirt volume for cloudinit device {seed}" in str(failed.value), \
             str(failed.value)[-1500:]
@@ -219,7 +220,7 @@ def test_an_up_killed_mid_create_is_recovered_by_leftovers_then_up(engine, tmp_p
         assert outcome.get("error") is not None, "the killed `up` reported success"
         try:
             # The killed update still holds the stack's lock: the next one is refused until `pulumi cancel`.
-            with pytest.raises(Exception, match="ConcurrentUpdateError|currently locked|update is in progress"):
+            with pytest.raises(auto.ConcurrentUpdateError):
                 stack.up()
             stack.stack.cancel()
             owned, pool, pool_path = leftovers.owned_names(stack.stack.export_stack().deployment)

@@ -55,6 +55,8 @@ NAMESPACE_PREFIX = "ha-lb-test-"
 SWITCH = "switch"
 CLIENT_HOST = "client"
 STATS_PASSWORD = "correct-horse-battery"
+# An address from TEST-NET-2 (RFC 5737) each VIP watch adds and removes on lo when it ends, to prove it listened.
+HEARTBEAT_ADDRESS = "198.51.100.77"
 # The cloud image's login user (Debian's `debian`), under a uid no account of the test host has.
 LOGIN_USER, LOGIN_UID = "debian", 61999
 # What haproxy's and keepalived's Debian packages enable when installed (dh_installsystemd's default).
@@ -242,9 +244,19 @@ class VipWatch:
     def __exit__(self, *exc: object) -> None:
         time.sleep(0.1)
         self.ended = time.time()
+        # Proof of life: an address event each monitor must have logged, so "no overlap" or "no move"
+        # can never come from a monitor that saw nothing.
+        for lb in self.monitors:
+            run(["ip", "-n", self.lab.netns(lb), "addr", "add", f"{HEARTBEAT_ADDRESS}/32", "dev", "lo"])
+            run(["ip", "-n", self.lab.netns(lb), "addr", "del", f"{HEARTBEAT_ADDRESS}/32", "dev", "lo"])
+        time.sleep(0.2)
         for process in self.monitors.values():
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=5)
+        if exc[0] is None:
+            deaf = [lb for lb, path in self.outputs.items() if f" {HEARTBEAT_ADDRESS}/32" not in path.read_text()]
+            if deaf:
+                raise HarnessError(f"the VIP watch on {', '.join(deaf)} saw nothing: its observations cannot count")
 
     def intervals(self) -> dict[str, list[tuple[float, float]]]:
         """Per LB, the [start, end) times it held the VIP during the watch."""

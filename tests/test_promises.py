@@ -1,0 +1,64 @@
+"""The README states exactly the numbers tests/promises.py holds (and the tests bound themselves by)."""
+
+from __future__ import annotations
+
+import re
+
+from tests import promises
+from tests.engine.stack import PROJECT_ROOT
+
+README = (PROJECT_ROOT / "README.md").read_text()
+
+
+def failover_table() -> dict[str, list[str]]:
+    """The README's failover promise table: first cell (the fault) -> the other cells."""
+    section = README[README.index("## Failover: what to expect"):README.index("### Measured: the failover benchmark")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| fault")]
+    return {cells[0]: cells[1:] for cells in ([c.strip() for c in row.strip("|").split("|")] for row in rows)}
+
+
+def seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def row(prefix: str) -> list[str]:
+    [cells] = [cells for fault, cells in failover_table().items() if fault.startswith(prefix)]
+    return cells
+
+
+def test_the_failover_table_states_the_promised_seconds():
+    figures = promises.FAILOVER_SECONDS
+    for prefix, fault in (("keepalived stops on the master", "keepalived stops on the master"),
+                          ("the master's link or the whole node is lost", "link or node lost")):
+        assert row(prefix)[1:] == [seconds(figures[fault]["classic"]), seconds(figures[fault]["fast"])]
+    event, polled = figures["haproxy dies, event-driven track"], figures["haproxy dies, polled check"]
+    assert row("HAProxy dies on the master")[1:] == [
+        f"{seconds(event[p])}, polled {seconds(polled[p])}" for p in ("classic", "fast")]
+
+
+def test_the_other_promises_are_the_same_numbers():
+    web = row("a web server dies")
+    assert web[1:] == [f"{promises.WEB_SERVER_DEATH_FAILED_REQUESTS} failed"] * 2
+    assert promises.WEB_SERVER_DEATH_EXTRA_WAIT == 1.0 and "waits at most HAProxy's one-second turn-around" in web[0]
+    repaired = row("the master is repaired")[0]
+    assert f"at most {promises.FAILBACK_FAILED_REQUESTS} failed requests" in repaired
+    assert promises.NO_PREEMPT_FAILED_REQUESTS == 0 and "`preempt: false`: nothing moves, no failed request" in repaired
+    all_down = row("every web server is down")[0]
+    assert (f"within {seconds(promises.ALL_DOWN_FIRST_503_SECONDS)}, every later one within "
+            f"{seconds(promises.ALL_DOWN_503_SECONDS)}") in all_down
+    assert f"the tests bound it to {promises.HANDOVER_OVERLAP * 1000:g} ms" in README.replace("\n", " ")
+
+
+def test_the_table_s_formulas_give_its_figures():
+    """4 A + 0.5 s and 2 C + 4 A + 0.5 s, for each profile's timing as the README gives it."""
+    timings = {"classic": (1, 2), "fast": (0.1, 1)}
+    for profile, (advert, check) in timings.items():
+        assert re.search(rf"{profile} \(A {advert:g} s, C {check:g} s\)", failover_table_header())
+        takeover = round(4 * advert + 0.5, 3)
+        assert promises.FAILOVER_SECONDS["link or node lost"][profile] == takeover
+        assert promises.FAILOVER_SECONDS["haproxy dies, polled check"][profile] == round(2 * check + takeover, 3)
+
+
+def failover_table_header() -> str:
+    section = README[README.index("## Failover: what to expect"):]
+    return next(line for line in section.splitlines() if line.startswith("| fault"))
