@@ -6,10 +6,16 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import sys
 import time
 import urllib.error
 import urllib.request
+
+
+# Straight to the VIP, on a libvirt network of this host: a proxy from the environment (http_proxy) cannot
+# reach it, so none is used (as the gate's SSH connections to the guests use none).
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def wait_for_http(url: str, timeout: float, interval: float = 1.0) -> tuple[bool, str]:
@@ -17,7 +23,7 @@ def wait_for_http(url: str, timeout: float, interval: float = 1.0) -> tuple[bool
     last = "no attempt"
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with _DIRECT.open(url, timeout=5) as response:
                 body = response.read(200).decode(errors="replace").strip()
                 if response.status == 200:
                     return True, body
@@ -26,6 +32,8 @@ def wait_for_http(url: str, timeout: float, interval: float = 1.0) -> tuple[bool
             last = f"HTTP {error.code}"
         except (urllib.error.URLError, OSError) as error:
             last = str(getattr(error, "reason", error))
+        except http.client.HTTPException as error:  # not HTTP (e.g. BadStatusLine): try again, as for any failure
+            last = f"{type(error).__name__}: {str(error).strip()}"
         if time.monotonic() >= deadline:
             return False, last
         time.sleep(interval)

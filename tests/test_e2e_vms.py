@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pytest
+from pulumi import automation as auto
 
 from components import leftovers
 from components.guest_scripts import load_balancer_rollout_script, readiness_script
 from components.render import lab_hosts, stats_password_hash
 from components.settings import FRONTEND_INTERFACE, PROJECT, LabSettings, load_settings
+from tests import promises
 from tests.conftest import require, require_root, require_tools
 from tests.e2e import host_guard, image, libvirt_daemon
 from tests.e2e.config import POOL_PATH, STACK, e2e_config
@@ -41,7 +43,7 @@ TOOLS = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "gen
 LAB = f"{PROJECT}-{STACK}"
 TIMINGS: dict[str, Any] = {}
 # The README's failover promise for the classic timing: the master's node lost (a rebuild powers it off).
-NODE_LOSS_OUTAGE = 4.5
+NODE_LOSS_OUTAGE = promises.REBUILD_LONGEST_OUTAGE
 
 
 def note(key: str, value: Any) -> None:
@@ -482,6 +484,26 @@ def test_a_new_base_image_from_a_url_replaces_the_vms_one_at_a_time(e2e):
     assert outage.longest <= NODE_LOSS_OUTAGE
 
 
+def test_the_readiness_script_fails_on_a_stopped_nginx_with_its_journal(e2e):
+    """nginx stopped on web01: the program's readiness script (run as remote.Command runs it) fails naming
+    nginx, with nginx's journal; nginx started again, it passes (the lab is left as it was)."""
+    web01 = next(h for h in lab_hosts(e2e.settings) if h.name == "web01")
+    address, script = str(web01.address), readiness_script(e2e.settings, web01)
+    stopped = e2e.ssh.run(address, "sudo -n systemctl stop nginx")
+    assert stopped.returncode == 0, stopped.stderr
+    try:
+        failed = e2e.ssh.script(address, script, timeout=120)
+    finally:
+        started = e2e.ssh.run(address, "sudo -n systemctl start nginx")
+    assert started.returncode == 0, started.stderr
+    assert failed.returncode == 1, f"{failed.stdout}\n{failed.stderr}"
+    assert "web01: nginx is not active after cloud-init:" in failed.stderr, failed.stderr
+    journal = failed.stderr.split("not active after cloud-init:", 1)[1]
+    assert re.search(r"systemd\[1\]: Stopped ", journal), failed.stderr  # systemd's line, from nginx's journal
+    passed = e2e.ssh.script(address, script, timeout=120)
+    assert passed.returncode == 0 and "web01: ready" in passed.stdout, f"{passed.stdout}\n{passed.stderr}"
+
+
 def test_destroy_leaves_nothing_even_after_a_stray_file_made_it_fail(e2e):
     """A file the state does not know in the pool directory (as an interrupted create leaves) makes the
     provider's pool delete fail; `python -m components.leftovers --delete` removes exactly that, and the
@@ -489,7 +511,7 @@ def test_destroy_leaves_nothing_even_after_a_stray_file_made_it_fail(e2e):
     stray = pathlib.Path(POOL_PATH) / f"{LAB}-web01-cloud-init.iso.partial"
     stray.write_bytes(b"left by an interrupted run")
     started = time.monotonic()
-    with pytest.raises(Exception) as failed:
+    with pytest.raises(auto.CommandError) as failed:
         e2e.stack.destroy(on_output=lambda line: None)
     assert "pool" in str(failed.value).lower(), str(failed.value)[-2000:]
     # What a user runs, from the project directory, against this stack's backend: its state says which
