@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import jinja2
 import pytest
 import yaml
@@ -198,3 +200,23 @@ def test_without_the_process_event_connector_only_the_polled_check_is_rendered()
     conf = render_keepalived_conf(s, lb(s, "lb01"))
     assert "track_process" not in conf and "vrrp_track_process" not in conf
     assert "track_script {\n        check_haproxy\n    }" in conf
+
+
+@pytest.mark.parametrize("vm", ["lb01", "web01"])
+def test_files_are_written_after_the_packages_are_installed_and_before_activation(vm):
+    """`defer: true` files are written by write-files-deferred, which Debian's cloud-init runs in its final
+    stage after package-update-upgrade-install and before scripts-user runs the runcmd script
+    (/etc/cloud/cloud.cfg, cloud_final_modules): no package install sees a half-written config, and dpkg
+    never finds our file where its conffile goes."""
+    s = settings()
+    digest = stats_password_hash(s, PASSWORD) if vm.startswith("lb") else None
+    document = yaml.safe_load(render_host(s, host(s, vm), digest).user_data)
+    assert document["packages"] and document["write_files"]
+    assert all(item.get("defer") is True for item in document["write_files"]), document["write_files"]
+    cloud_cfg = pathlib.Path("/etc/cloud/cloud.cfg")
+    if cloud_cfg.exists():  # the installed cloud-init's own module order
+        final = yaml.safe_load(cloud_cfg.read_text())["cloud_final_modules"]
+        names = [m if isinstance(m, str) else m[0] for m in final]
+        names = [n.replace("_", "-") for n in names]
+        assert names.index("package-update-upgrade-install") < names.index("write-files-deferred") \
+            < names.index("scripts-user")

@@ -1,0 +1,115 @@
+"""The load balancers' activate script (what cloud-init's runcmd runs once, as root, by its path): what it
+enables for the next boot and the order it validates and starts things in. Run for real against recording
+stand-ins that accept only the calls systemctl and the validators accept (the namespace harness runs it
+against the real daemons; this is the fast check)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from components.render import PATHS, lab_hosts, render_host, stats_password_hash
+from components.settings import load_settings
+from tests.keys import key_config
+
+# systemctl: the verbs the script may use and Debian's units on a load balancer. An unknown unit fails as
+# systemctl fails ("Unit file X.service does not exist", exit 1 for enable; exit 5 for start/restart).
+SYSTEMCTL = """#!/bin/sh
+echo "systemctl $*" >> "$CALLS"
+verb=$1; shift
+[ $# -ge 1 ] || { echo "systemctl stand-in: $verb needs a unit" >&2; exit 1; }
+for unit in "$@"; do
+    case ${unit%.service} in
+        nftables|haproxy|keepalived|qemu-guest-agent) ;;
+        *) echo "Unit file $unit does not exist." >&2; [ "$verb" = enable ] && exit 1; exit 5 ;;
+    esac
+done
+case $verb in
+    enable|restart|reset-failed|start) exit 0 ;;
+    *) echo "systemctl stand-in: verb $verb is not expected here" >&2; exit 1 ;;
+esac
+"""
+# The validators and sysctl: record, and insist on the file the script must hand them.
+RECORDER = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$CALLS"
+case "$*" in
+    *{expected}*) exit 0 ;;
+    *) echo "$(basename "$0") stand-in: expected {expected} in: $*" >&2; exit 2 ;;
+esac
+"""
+EXPECTED_FILE = {"sysctl": PATHS.sysctl, "nft": PATHS.nftables, "haproxy": PATHS.haproxy,
+                 "keepalived": PATHS.keepalived}
+
+
+@pytest.fixture(scope="module")
+def calls(tmp_path_factory) -> list[str]:
+    settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="activate")
+    lb01 = next(h for h in lab_hosts(settings) if h.name == "lb01")
+    user_data = yaml.safe_load(render_host(settings, lb01, stats_password_hash(settings, "x" * 8)).user_data)
+    [activate] = [f for f in user_data["write_files"] if f["path"] == PATHS.activate]
+    directory = tmp_path_factory.mktemp("activate")
+    script = directory / "ha-lb-activate"
+    script.write_text(activate["content"])
+    script.chmod(int(activate["permissions"], 8))  # as write_files sets it
+    bin_dir = directory / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(SYSTEMCTL)
+    for tool, expected in EXPECTED_FILE.items():
+        (bin_dir / tool).write_text(RECORDER.replace("{expected}", expected))
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    log = directory / "calls"
+    log.write_text("")
+    # runcmd: [PATHS.activate], executed by its path (its mode and shebang decide), as root.
+    assert user_data["runcmd"] == [[PATHS.activate]]
+    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=30,
+                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(log)})
+    assert result.returncode == 0, result.stderr
+    return log.read_text().splitlines()
+
+
+def test_every_service_is_enabled_so_a_reboot_brings_back_firewall_haproxy_and_keepalived(calls):
+    enabled = {unit.removesuffix(".service") for call in calls if call.startswith("systemctl enable ")
+               for unit in call.split()[2:]}
+    # Debian's nftables package enables nothing: without this, a rebooted LB would come up with no firewall.
+    assert enabled == {"nftables", "haproxy", "keepalived"}
+
+
+def test_it_validates_everything_before_it_starts_anything_and_the_firewall_first(calls):
+    def first(prefix: str) -> int:
+        return next(i for i, call in enumerate(calls) if call.startswith(prefix))
+
+    starts = [i for i, call in enumerate(calls) if call.startswith(("systemctl restart", "systemctl start"))]
+    for validation in ("sysctl", "nft --check", "haproxy -c", "keepalived --config-test"):
+        assert first(validation) < min(starts), calls
+    assert first("systemctl restart nftables") < first("systemctl restart haproxy") < first("systemctl restart keepalived")
+    assert first("systemctl reset-failed haproxy") < first("systemctl restart haproxy")
+
+
+def test_the_script_stops_at_the_first_failure(tmp_path):
+    """set -eu: a config HAProxy rejects starts nothing (cloud-init shows the failure)."""
+    settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="activate")
+    lb01 = next(h for h in lab_hosts(settings) if h.name == "lb01")
+    user_data = yaml.safe_load(render_host(settings, lb01, stats_password_hash(settings, "x" * 8)).user_data)
+    [activate] = [f for f in user_data["write_files"] if f["path"] == PATHS.activate]
+    script = tmp_path / "ha-lb-activate"
+    script.write_text(activate["content"])
+    script.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(SYSTEMCTL)
+    for tool, expected in EXPECTED_FILE.items():
+        (bin_dir / tool).write_text(RECORDER.replace("{expected}", expected) if tool != "haproxy"
+                                    else '#!/bin/sh\necho "haproxy $*" >> "$CALLS"\nexit 1\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    log = tmp_path / "calls"
+    log.write_text("")
+    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=30,
+                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(log)})
+    assert result.returncode != 0
+    assert not [c for c in log.read_text().splitlines() if c.startswith("systemctl")]
+    assert os.access(script, os.X_OK)

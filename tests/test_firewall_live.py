@@ -1,0 +1,143 @@
+"""lb01's rendered nftables ruleset, loaded by real nft in a network namespace wired like the VM (interfaces
+`frontend` and `backend`), meeting real packets from a peer namespace: what it lets in and what it drops."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from components.render import PATHS, lab_hosts, render_host, stats_password_hash
+from components.settings import BACKEND_INTERFACE, FRONTEND_INTERFACE, load_settings
+from tests.conftest import require_root, require_tools
+from tests.keys import key_config
+
+STRANGER = "192.168.10.99"  # an address of the frontend network that is not the peer
+CLOSED_PORT = 2222  # nothing in the ruleset allows it
+
+RECEIVE_VRRP = textwrap.dedent("""
+    import socket, sys, time
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+    s.settimeout(0.2)
+    print("listening", flush=True)
+    seen, deadline = set(), time.monotonic() + float(sys.argv[1])
+    while time.monotonic() < deadline:
+        try:
+            packet, (source, _) = s.recvfrom(2048)
+            seen.add(source)
+        except socket.timeout:
+            pass
+    print(" ".join(sorted(seen)))
+""")
+SEND_VRRP = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+    s.bind((sys.argv[1], 0))
+    for _ in range(3):
+        s.sendto(b"\\x21\\x01\\xfe\\x01\\x00\\x01\\x00\\x00" + bytes(4), (sys.argv[2], 0))
+""")
+CONNECT = textwrap.dedent("""
+    import socket, sys
+    try:
+        socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
+        print("open")
+    except socket.timeout:
+        print("dropped")
+    except ConnectionRefusedError:
+        print("refused")
+""")
+LISTEN = textwrap.dedent("""
+    import socket, sys, time
+    servers = []
+    for port in sys.argv[1:]:
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", int(port))); s.listen(); servers.append(s)
+    print("listening", flush=True)
+    time.sleep(30)
+""")
+
+
+def sh(*command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def wired(tmp_path_factory):
+    require_root()
+    require_tools("ip", "nft")
+    settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="fw")
+    lb01, lb02 = (next(h for h in lab_hosts(settings) if h.name == n) for n in ("lb01", "lb02"))
+    user_data = render_host(settings, lb01, stats_password_hash(settings, "x" * 8)).user_data
+    ruleset = {f["path"]: f["content"] for f in yaml.safe_load(user_data)["write_files"]}[PATHS.nftables]
+    path = tmp_path_factory.mktemp("nft") / "nftables.conf"
+    path.write_text(ruleset)
+    lb, peer = f"ha-lb-fw-{os.getpid()}-lb", f"ha-lb-fw-{os.getpid()}-peer"
+    try:
+        for namespace in (lb, peer):
+            sh("ip", "netns", "add", namespace)
+            sh("ip", "-n", namespace, "link", "set", "lo", "up")
+        for nic_lb, nic_peer in ((FRONTEND_INTERFACE, "fpeer"), (BACKEND_INTERFACE, "bpeer")):
+            sh("ip", "-n", lb, "link", "add", nic_lb, "type", "veth", "peer", "name", nic_peer, "netns", peer)
+            sh("ip", "-n", lb, "link", "set", nic_lb, "up")
+            sh("ip", "-n", peer, "link", "set", nic_peer, "up")
+        addresses = {nic.network_role: nic.cidr_address for nic in lb01.nics}
+        peer_addresses = {nic.network_role: nic.cidr_address for nic in lb02.nics}
+        sh("ip", "-n", lb, "addr", "add", addresses["frontend"], "dev", FRONTEND_INTERFACE)
+        sh("ip", "-n", lb, "addr", "add", addresses["backend"], "dev", BACKEND_INTERFACE)
+        sh("ip", "-n", peer, "addr", "add", peer_addresses["frontend"], "dev", "fpeer")
+        sh("ip", "-n", peer, "addr", "add", f"{STRANGER}/24", "dev", "fpeer")
+        sh("ip", "-n", peer, "addr", "add", peer_addresses["backend"], "dev", "bpeer")
+        sh("ip", "netns", "exec", lb, "nft", "-f", str(path))
+        yield {"lb": lb, "peer": peer, "lb01": lb01, "lb02": lb02, "settings": settings}
+    finally:
+        for namespace in (lb, peer):
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+
+
+def vrrp_seen(wired, sends: list[tuple[str, str]]) -> set[str]:
+    """Send VRRP packets from the peer namespace (source, destination); the sources lb01 received."""
+    receiver = subprocess.Popen(["ip", "netns", "exec", wired["lb"], sys.executable, "-c", RECEIVE_VRRP, "1.5"],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert receiver.stdout.readline().strip() == "listening"
+        for source, destination in sends:
+            sh("ip", "netns", "exec", wired["peer"], sys.executable, "-c", SEND_VRRP, source, destination)
+        out, _ = receiver.communicate(timeout=10)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+    return set(out.split())
+
+
+def test_vrrp_is_taken_from_the_peer_on_the_frontend_only(wired):
+    lb01, lb02 = wired["lb01"], wired["lb02"]
+    frontend = {n.network_role: str(n.address) for n in lb02.nics}
+    target = {n.network_role: str(n.address) for n in lb01.nics}
+    seen = vrrp_seen(wired, [(frontend["frontend"], target["frontend"]), (STRANGER, target["frontend"]),
+                             (frontend["backend"], target["backend"])])
+    # The peer's adverts arrive; a stranger on the same network and anything on the backend are dropped.
+    assert seen == {frontend["frontend"]}, seen
+
+
+def test_only_the_allowed_ports_are_open(wired):
+    s = wired["settings"]
+    address = str(wired["lb01"].address)
+    listener = subprocess.Popen(["ip", "netns", "exec", wired["lb"], sys.executable, "-c", LISTEN,
+                                 str(s.stats_port), str(CLOSED_PORT)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "listening"
+
+        def connect(port: int) -> str:
+            return sh("ip", "netns", "exec", wired["peer"], sys.executable, "-c", CONNECT, address, str(port)).stdout.strip()
+
+        assert connect(s.stats_port) == "open"  # allowed, and something listens
+        assert connect(22) == "refused"  # allowed (SSH), nothing listens in this namespace
+        assert connect(CLOSED_PORT) == "dropped"  # something listens, but inbound is denied
+    finally:
+        listener.kill()
+        listener.wait()
