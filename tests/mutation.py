@@ -94,8 +94,8 @@ MUTANTS = (
     Mutant("rollout-restarts-haproxy", "components/guest_scripts.py", '("haproxy", "reload")',
            '("haproxy", "restart")', "a rollout refuses no connection (hitless reload)"),
     # -- components --------------------------------------------------------------------------------------
-    Mutant("vip-check-accepts-errors", "components/vip_check.py", "if response.status == 200:",
-           "if response.status < 600:", "a successful `up` means the VIP serves"),
+    Mutant("vip-check-accepts-errors", "components/vip_check.py", 'last = f"HTTP {error.code}"',
+           'return True, f"HTTP {error.code}"', "a successful `up` means the VIP serves (an HTTP error is not)"),
     Mutant("vip-check-ignores-rollouts", "components/lab.py",
            "triggers=[*(r.id for r in self.load_balancers.ready), *self.load_balancers.rollout_digests],",
            "triggers=[*(r.id for r in self.load_balancers.ready)],",
