@@ -21,6 +21,9 @@ FAILBACK_FAILED_REQUESTS = 2
 NO_PREEMPT_FAILED_REQUESTS = 0
 # A preemptive handover: both load balancers hold the VIP for at most this long (seconds).
 HANDOVER_OVERLAP = 0.05
+# On the VMs, where the host sees each load balancer's address events over SSH (stamped on arrival), the
+# same handover is bounded by this (seconds).
+DOUBLE_HOLD_BY_ARRIVAL_STAMPS = 0.1
 # Every web server down: the first request (it meets the dead servers) gets HTTP 503 within the first
 # figure, every later one (health checks marked them down) within the second.
 ALL_DOWN_FIRST_503_SECONDS = 3.0

@@ -5,7 +5,6 @@ against the real daemons; this is the fast check)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
@@ -44,31 +43,37 @@ EXPECTED_FILE = {"sysctl": PATHS.sysctl, "nft": PATHS.nftables, "haproxy": PATHS
                  "keepalived": PATHS.keepalived}
 
 
-@pytest.fixture(scope="module")
-def calls(tmp_path_factory) -> list[str]:
+def run_activate(directory, failing: str = "") -> tuple[subprocess.CompletedProcess, list[str], dict]:
+    """lb01's activate script, written with the mode write_files gives it and run by its path as runcmd
+    runs it (as root), against the stand-ins; `failing` names a validator that rejects its file."""
     settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="activate")
     lb01 = next(h for h in lab_hosts(settings) if h.name == "lb01")
     user_data = yaml.safe_load(render_host(settings, lb01, stats_password_hash(settings, "x" * 8)).user_data)
     [activate] = [f for f in user_data["write_files"] if f["path"] == PATHS.activate]
-    directory = tmp_path_factory.mktemp("activate")
     script = directory / "ha-lb-activate"
     script.write_text(activate["content"])
-    script.chmod(int(activate["permissions"], 8))  # as write_files sets it
+    script.chmod(int(activate["permissions"], 8))
     bin_dir = directory / "bin"
     bin_dir.mkdir()
     (bin_dir / "systemctl").write_text(SYSTEMCTL)
     for tool, expected in EXPECTED_FILE.items():
-        (bin_dir / tool).write_text(RECORDER.replace("{expected}", expected))
+        recorder = RECORDER.replace("{expected}", expected)
+        (bin_dir / tool).write_text(recorder if tool != failing else recorder.replace("exit 0 ;;", "exit 1 ;;"))
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     log = directory / "calls"
     log.write_text("")
-    # runcmd: [PATHS.activate], executed by its path (its mode and shebang decide), as root.
-    assert user_data["runcmd"] == [[PATHS.activate]]
     result = subprocess.run([str(script)], capture_output=True, text=True, timeout=30,
                             env={"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(log)})
+    return result, log.read_text().splitlines(), user_data
+
+
+@pytest.fixture(scope="module")
+def calls(tmp_path_factory) -> list[str]:
+    result, calls, user_data = run_activate(tmp_path_factory.mktemp("activate"))
+    assert user_data["runcmd"] == [[PATHS.activate]]  # runcmd runs it by its path
     assert result.returncode == 0, result.stderr
-    return log.read_text().splitlines()
+    return calls
 
 
 def test_every_service_is_enabled_so_a_reboot_brings_back_firewall_haproxy_and_keepalived(calls):
@@ -91,25 +96,7 @@ def test_it_validates_everything_before_it_starts_anything_and_the_firewall_firs
 
 def test_the_script_stops_at_the_first_failure(tmp_path):
     """set -eu: a config HAProxy rejects starts nothing (cloud-init shows the failure)."""
-    settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="activate")
-    lb01 = next(h for h in lab_hosts(settings) if h.name == "lb01")
-    user_data = yaml.safe_load(render_host(settings, lb01, stats_password_hash(settings, "x" * 8)).user_data)
-    [activate] = [f for f in user_data["write_files"] if f["path"] == PATHS.activate]
-    script = tmp_path / "ha-lb-activate"
-    script.write_text(activate["content"])
-    script.chmod(0o755)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "systemctl").write_text(SYSTEMCTL)
-    for tool, expected in EXPECTED_FILE.items():
-        (bin_dir / tool).write_text(RECORDER.replace("{expected}", expected) if tool != "haproxy"
-                                    else '#!/bin/sh\necho "haproxy $*" >> "$CALLS"\nexit 1\n')
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    log = tmp_path / "calls"
-    log.write_text("")
-    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=30,
-                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(log)})
+    result, calls, _ = run_activate(tmp_path, failing="haproxy")
     assert result.returncode != 0
-    assert not [c for c in log.read_text().splitlines() if c.startswith("systemctl")]
-    assert os.access(script, os.X_OK)
+    assert any(call.startswith("haproxy -c") for call in calls)
+    assert not [call for call in calls if call.startswith("systemctl")], calls

@@ -325,13 +325,14 @@ def test_failover_when_haproxy_dies_on_the_master(e2e):
          f"{double:.2f} s over {holders.samples('lb01')}+{holders.samples('lb02')} reports")
     # Failover leaves a gap (lb02 waits VRRP's skew time, ~0.6 s, after lb01 resigns); only the preemptive
     # handover back to lb01 overlaps, by milliseconds. The stamps are arrival times over two SSH streams.
-    assert double < 0.1, "split brain: both load balancers held the VIP"
+    assert double <= promises.DOUBLE_HOLD_BY_ARRIVAL_STAMPS, "split brain: both load balancers held the VIP"
 
 
 def test_a_load_balancer_comes_back_from_a_reboot(e2e):
     """Services are enabled, sysctl and firewall persisted: lb01 reboots, returns and takes the VIP back."""
     lb01 = e2e.lb("lb01")
     e2e.wait_vip_on("lb01")
+    lb02 = VipHolders(e2e.ssh, {"lb02": e2e.lb("lb02")}, e2e.vip, FRONTEND_INTERFACE, limit=420)
     with VipPoller(e2e.vip, e2e.settings.http_port, interval=0.1, timeout=0.5, limit=420) as poller:
         t0 = time.monotonic()
         old_boot = e2e.ssh.run(lb01, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
@@ -356,9 +357,11 @@ def test_a_load_balancer_comes_back_from_a_reboot(e2e):
     note("reboot lb01", f"SSH back after {back:.0f} s, VIP back on lb01 after {settled:.0f} s; "
          f"{_client_outage(poller, t0)} of {len(poller.samples)}")
     print(timeline(poller, None, t0), flush=True)
+    lb02.stop()
     assert poller.samples[-1].ok
-    # Two hand-overs (lb01 leaving, lb01 preempting back): only a few 0.1 s polls may fail.
-    assert len(poller.failures(t0)) <= 20, poller.failures(t0)[:5]
+    assert lb02.ready() and lb02.first_held("lb02", t0) is not None, "the VIP never moved to lb02 during the reboot"
+    # Two hand-overs (lb01 leaving, lb01 preempting back), each within the README's node-loss promise.
+    assert poller.longest_outage(t0) <= NODE_LOSS_OUTAGE, poller.failures(t0)[:5]
     assert vip_back < 60
 
 
@@ -449,7 +452,15 @@ def test_a_rebuilt_load_balancer_comes_up_with_its_new_address(e2e):
     e2e.stack.set_config(changed)
     replaced = _replaced(e2e.stack.preview_diff().splitlines())
     assert {"lb01-disk", "lb01-domain"} <= replaced and not {"lb02-disk", "lb02-domain"} & replaced, replaced
-    lines, seconds, outage = _apply_under_requests(e2e, changed, limit=1200)
+    # lb02's own view of the VIP while lb01 is rebuilt (lb01's stream ends with its VM).
+    lb02 = VipHolders(e2e.ssh, {"lb02": e2e.lb("lb02")}, e2e.vip, FRONTEND_INTERFACE, limit=1200)
+    try:
+        t0 = time.monotonic()
+        lines, seconds, outage = _apply_under_requests(e2e, changed, limit=1200)
+    finally:
+        lb02.stop()
+    assert lb02.ready(), "no `ip monitor` stream from lb02"
+    assert lb02.first_held("lb02", t0) is not None, "the VIP never moved to lb02 while lb01 was rebuilt"
     assert {"lb01-disk", "lb01-domain"} <= _replaced(lines)
     assert e2e.outputs()["loadBalancers"]["lb01"]["frontend"] == "10.213.10.5"
     addresses = e2e.ssh.run("10.213.10.5", f"ip -br addr show {FRONTEND_INTERFACE}").stdout

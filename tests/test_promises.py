@@ -46,7 +46,9 @@ def test_the_other_promises_are_the_same_numbers():
     all_down = row("every web server is down")[0]
     assert (f"within {seconds(promises.ALL_DOWN_FIRST_503_SECONDS)}, every later one within "
             f"{seconds(promises.ALL_DOWN_503_SECONDS)}") in all_down
-    assert f"the tests bound it to {promises.HANDOVER_OVERLAP * 1000:g} ms" in README.replace("\n", " ")
+    prose = README.replace("\n", " ")
+    assert f"the tests bound it to {promises.HANDOVER_OVERLAP * 1000:g} ms" in prose
+    assert f"stamps them on arrival, to {seconds(promises.DOUBLE_HOLD_BY_ARRIVAL_STAMPS)})" in prose
 
 
 def test_the_table_s_formulas_give_its_figures():
