@@ -33,11 +33,11 @@ def test_actionlint_accepts_the_workflow_and_shellcheck_its_scripts():
 
 def test_zizmor_finds_nothing_but_the_documented_self_hosted_runner():
     require_tools("zizmor")
-    regular = subprocess.run(["zizmor", "--offline", "--format", "plain", str(WORKFLOW)],
+    regular = subprocess.run(["zizmor", "--offline", "--color", "never", "--format", "plain", str(WORKFLOW)],
                              capture_output=True, text=True, timeout=120)
     assert regular.returncode == 0, regular.stdout + regular.stderr
     # The strictest persona too: its only finding is the self-hosted runner the libvirt job needs.
-    auditor = subprocess.run(["zizmor", "--offline", "--persona", "auditor", "--format", "plain", str(WORKFLOW)],
+    auditor = subprocess.run(["zizmor", "--offline", "--color", "never", "--persona", "auditor", "--format", "plain", str(WORKFLOW)],
                              capture_output=True, text=True, timeout=120)
     findings = re.findall(r"^(?:error|warning|help|info|note)\[([\w-]+)\]", auditor.stdout, re.M)
     assert findings == ["self-hosted-runner"], auditor.stdout
