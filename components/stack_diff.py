@@ -190,10 +190,7 @@ def _review(args: argparse.Namespace) -> tuple[list[Block], bool, list[str]]:
             pairs.append((stack, StackVersion(stack, _read(old_path)), StackVersion(stack, _read(new_path))))
             old_project, old_label, new_label = PROJECT_ROOT, f"`{old_path}`", f"`{new_path}`"
         else:
-            commit = _git(PROJECT_ROOT, "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}").strip() \
-                if _ref_exists(args.base) else None
-            if commit is None:
-                raise ReviewError(f"--base {args.base!r}: not a commit in {PROJECT_ROOT}")
+            commit = _commit_of(args.base)
             prefix = _git(PROJECT_ROOT, "rev-parse", "--show-prefix").strip()
             archive = _git(PROJECT_ROOT, "archive", "--format=tar", commit, *([prefix] if prefix else []), binary=True)
             with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -229,7 +226,8 @@ def _review(args: argparse.Namespace) -> tuple[list[Block], bool, list[str]]:
     return blocks, changed, secrets
 
 
-def _ref_exists(ref: str) -> bool:
-    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=PROJECT_ROOT,
-                            capture_output=True, timeout=60)
-    return result.returncode == 0
+def _commit_of(ref: str) -> str:
+    try:
+        return _git(PROJECT_ROOT, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
+    except ReviewError:
+        raise ReviewError(f"--base {ref!r}: not a commit in {PROJECT_ROOT}") from None

@@ -131,13 +131,17 @@ MUTANTS = (
 )
 
 
-def apply(mutant: Mutant, root: pathlib.Path) -> None:
-    path = root / mutant.path
-    text = path.read_text()
+def mutated(mutant: Mutant, root: pathlib.Path = PROJECT_ROOT) -> str:
+    """The text of the mutant's file under `root` with the mutation applied (its text must occur once)."""
+    text = (root / mutant.path).read_text()
     count = text.count(mutant.old)
     if count != 1:
         raise SystemExit(f"mutant {mutant.id}: expected its text once in {mutant.path}, found it {count} times")
-    path.write_text(text.replace(mutant.old, mutant.new))
+    return text.replace(mutant.old, mutant.new)
+
+
+def apply(mutant: Mutant, root: pathlib.Path) -> None:
+    (root / mutant.path).write_text(mutated(mutant, root))
 
 
 def run_mutant(mutant: Mutant) -> tuple[Mutant, bool, float, str]:
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chosen = [m for m in MUTANTS if args.pattern in m.id]
     for mutant in chosen:  # every mutant applies cleanly before anything runs
-        apply(mutant, _scratch_copy(mutant.path))
+        mutated(mutant)
     started = time.monotonic()
     survivors = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -180,20 +184,5 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if survivors else 0
 
 
-_SCRATCH = pathlib.Path(tempfile.mkdtemp(prefix="ha-lb-mutant-check-"))
-
-
-def _scratch_copy(relative: str) -> pathlib.Path:
-    """A throwaway root holding a fresh copy of one file, to check a mutant applies."""
-    root = _SCRATCH / relative.replace("/", "_")
-    shutil.rmtree(root, ignore_errors=True)
-    (root / relative).parent.mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / relative, root / relative)
-    return root
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    finally:
-        shutil.rmtree(_SCRATCH, ignore_errors=True)
+    sys.exit(main())

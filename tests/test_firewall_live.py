@@ -9,9 +9,8 @@ import sys
 import textwrap
 
 import pytest
-import yaml
 
-from components.render import PATHS, lab_hosts, render_host, stats_password_hash
+from components.render import lab_hosts, render_nftables_conf
 from components.settings import BACKEND_INTERFACE, FRONTEND_INTERFACE, load_settings
 from tests.conftest import require_root, require_tools
 from tests.keys import key_config
@@ -71,10 +70,8 @@ def wired(tmp_path_factory):
     require_tools("ip", "nft")
     settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="fw")
     lb01, lb02 = (next(h for h in lab_hosts(settings) if h.name == n) for n in ("lb01", "lb02"))
-    user_data = render_host(settings, lb01, stats_password_hash(settings, "x" * 8)).user_data
-    ruleset = {f["path"]: f["content"] for f in yaml.safe_load(user_data)["write_files"]}[PATHS.nftables]
     path = tmp_path_factory.mktemp("nft") / "nftables.conf"
-    path.write_text(ruleset)
+    path.write_text(render_nftables_conf(settings, lb01))
     lb, peer = f"ha-lb-fw-{os.getpid()}-lb", f"ha-lb-fw-{os.getpid()}-peer"
     try:
         for namespace in (lb, peer):

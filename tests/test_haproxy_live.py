@@ -8,9 +8,8 @@ import shlex
 import subprocess
 
 import pytest
-import yaml
 
-from components.render import PATHS, lab_hosts, render_host, stats_password_hash
+from components.render import render_haproxy_cfg, render_keepalived_conf, stats_password_hash
 from components.settings import load_settings
 from tests.conftest import require_root, require_tools
 from tests.keys import key_config
@@ -25,12 +24,10 @@ def served(tmp_path_factory):
     require_root()
     require_tools("haproxy", "curl", "unshare", "ip")
     settings = load_settings({**key_config(), "statsPassword": PASSWORD}, stack="live")
-    lb01 = next(h for h in lab_hosts(settings) if h.name == "lb01")
-    user_data = render_host(settings, lb01, stats_password_hash(settings, PASSWORD)).user_data
-    files = {f["path"]: f["content"] for f in yaml.safe_load(user_data)["write_files"]}
+    lb01 = next(lb for lb in settings.load_balancers if lb.name == "lb01")
     directory = tmp_path_factory.mktemp("haproxy")
     config = directory / "haproxy.cfg"
-    config.write_text(files[PATHS.haproxy])
+    config.write_text(render_haproxy_cfg(settings, stats_password_hash(settings, PASSWORD)))
     url = f"http://{settings.vip}:{settings.stats_port}{settings.stats_path}"
     user = settings.stats_user
     # The command line of Debian's unit (ExecStart=/usr/sbin/haproxy -Ws -f $CONFIG -p $PIDFILE ...).
@@ -57,7 +54,7 @@ for pid in $(pidof haproxy); do echo "comm $(cat /proc/$pid/comm)"; done
     assert result.returncode == 0, result.stderr
     answers = dict(line.split(" ", 1) for line in result.stdout.splitlines() if not line.startswith("comm "))
     names = {line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith("comm ")}
-    return {"answers": answers, "names": names, "keepalived": files[PATHS.keepalived]}
+    return {"answers": answers, "names": names, "keepalived": render_keepalived_conf(settings, lb01)}
 
 
 def test_the_stats_page_asks_for_the_password_and_takes_only_the_right_one(served):

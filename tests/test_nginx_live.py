@@ -7,9 +7,8 @@ import re
 import subprocess
 
 import pytest
-import yaml
 
-from components.render import PATHS, lab_hosts, render_host, stats_password_hash
+from components.render import PATHS, render_haproxy_cfg, render_nginx_site, stats_password_hash
 from components.settings import load_settings
 from tests.conftest import require_root, require_tools
 from tests.keys import key_config
@@ -20,14 +19,9 @@ def answers(tmp_path_factory) -> dict[str, str]:
     require_root()
     require_tools("nginx", "openssl", "curl", "unshare", "ip")
     settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="nginx")
-    hosts = {h.name: h for h in lab_hosts(settings)}
-
-    def files(name: str, digest=None) -> dict[str, str]:
-        user_data = yaml.safe_load(render_host(settings, hosts[name], digest).user_data)
-        return {f["path"]: f["content"] for f in user_data["write_files"]}
-
-    site = files("web01")[PATHS.nginx_site]
-    haproxy = files("lb01", stats_password_hash(settings, "x" * 8))[PATHS.haproxy]
+    web01 = next(web for web in settings.web_servers if web.name == "web01")
+    site = render_nginx_site(settings, web01)
+    haproxy = render_haproxy_cfg(settings, stats_password_hash(settings, "x" * 8))
     # Where HAProxy sends web01's traffic: one server line per backend (HTTP, then HTTPS passthrough).
     targets = re.findall(r"^\s+server web01 (\S+):(\d+) check(.*)$", haproxy, re.M)
     assert len(targets) == 2, targets
