@@ -22,6 +22,7 @@ from .render import (
     Host,
     load_balancer_host,
     render_host,
+    scrape_targets,
     stats_password_hash,
     web_server_host,
 )
@@ -337,6 +338,7 @@ class Lab(pulumi.ComponentResource):
             "statsPassword": pulumi.Output.secret(self.stats_password),
             "loadBalancers": self.load_balancers.addresses,
             "webServers": self.web_tier.addresses,
+            "metrics": scrape_targets(s),
         }
         if self.generated_ssh_key is not None:
             outputs["sshPrivateKey"] = pulumi.Output.secret(self.generated_ssh_key.private_key_openssh)

@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 import jinja2
 
-from .settings import LabNetworkPlan, LabSettings, LoadBalancer, WebServer, mac_address
+from .settings import NODE_EXPORTER_PORT, LabNetworkPlan, LabSettings, LoadBalancer, WebServer, mac_address
 from .sha_crypt import sha512_crypt, stable_salt
 
 TEMPLATE_DIR = pathlib.Path(__file__).resolve().parent.parent / "cloud-init"
@@ -22,9 +22,13 @@ LOAD_BALANCER = "load-balancer"
 WEB_SERVER = "web-server"
 
 PACKAGES = {
-    LOAD_BALANCER: ("haproxy", "keepalived", "nftables", "qemu-guest-agent"),
-    WEB_SERVER: ("nginx", "openssl", "curl", "nftables", "qemu-guest-agent"),
+    LOAD_BALANCER: ("haproxy", "keepalived", "nftables", "qemu-guest-agent", "prometheus-node-exporter"),
+    WEB_SERVER: ("nginx", "openssl", "curl", "nftables", "qemu-guest-agent", "prometheus-node-exporter"),
 }
+
+# The states keepalived passes to a `notify` script for an instance (keepalived.conf(5): "notify"; DELETED
+# only with notify_deleted, which the lab does not set), in the order the metrics list them.
+VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,14 @@ class GuestPaths:
     tls_certificate: str = "/etc/ssl/certs/ha-lb-web.crt"
     tls_key: str = "/etc/ssl/private/ha-lb-web.key"
     activate: str = "/usr/local/sbin/ha-lb-activate"
+    vrrp_notify: str = "/usr/local/sbin/ha-lb-vrrp-notify"
+    # prometheus-node-exporter's textfile collector directory (Debian's build default,
+    # --collector.textfile.directory) and the file the VRRP notify script writes there.
+    node_exporter_textfiles: str = "/var/lib/prometheus/node-exporter"
+
+    @property
+    def vrrp_metrics(self) -> str:
+        return f"{self.node_exporter_textfiles}/ha_lb_vrrp.prom"
 
 
 PATHS = GuestPaths()
@@ -143,9 +155,9 @@ def stats_password_hash(settings: LabSettings, password: str) -> str:
     return sha512_crypt(password, stable_salt(settings.lab_name, settings.stats_user))
 
 
-def _advert_int(settings: LabSettings) -> str:
-    value = settings.vrrp.advert_interval
-    return str(int(value)) if value == int(value) else f"{value:.2f}".rstrip("0")
+def _seconds(value: float) -> str:
+    """keepalived's decimal seconds: 1, 0.1, 2.5 (no trailing zeros, no float noise)."""
+    return str(int(value)) if value == int(value) else f"{value:.6f}".rstrip("0")
 
 
 def render_keepalived_conf(settings: LabSettings, lb: LoadBalancer) -> str:
@@ -155,10 +167,26 @@ def render_keepalived_conf(settings: LabSettings, lb: LoadBalancer) -> str:
         peers=peers_of(settings, lb),
         is_primary=is_primary(settings, lb),
         vrrp=settings.vrrp,
-        advert_int=_advert_int(settings),
+        advert_int=_seconds(settings.vrrp.advert_interval),
+        preempt_delay=_seconds(settings.vrrp.preempt_delay),
         frontend=settings.frontend,
         vip=settings.vip,
+        notify_path=PATHS.vrrp_notify,
     )
+
+
+def render_vrrp_notify() -> str:
+    return _render("vrrp-notify.sh.j2", path=PATHS.vrrp_notify, directory=PATHS.node_exporter_textfiles,
+                   metrics_file=PATHS.vrrp_metrics, states=VRRP_STATES)
+
+
+def scrape_targets(settings: LabSettings) -> dict[str, list[str]]:
+    """The `metrics` stack output: what Prometheus on the libvirt host scrapes (each VM by the address on
+    the network whose gateway the firewall lets in)."""
+    return {
+        "haproxy": [f"{lb.address}:{settings.metrics_port}" for lb in settings.load_balancers],
+        "node": [f"{host.address}:{NODE_EXPORTER_PORT}" for host in lab_hosts(settings)],
+    }
 
 
 def render_haproxy_cfg(settings: LabSettings, stats_password_hash: str) -> str:
@@ -171,7 +199,8 @@ def render_sysctl_conf(settings: LabSettings) -> str:
 
 def render_nftables_conf(settings: LabSettings, host: Host) -> str:
     lb = next((lb for lb in settings.load_balancers if lb.name == host.name), None)
-    return _render("nftables.conf.j2", lab=settings, host=host, peers=peers_of(settings, lb) if lb else ())
+    return _render("nftables.conf.j2", lab=settings, host=host, peers=peers_of(settings, lb) if lb else (),
+                   node_exporter_port=NODE_EXPORTER_PORT)
 
 
 def render_nginx_site(settings: LabSettings, web: WebServer) -> str:
@@ -192,6 +221,8 @@ def load_balancer_files(settings: LabSettings, lb: LoadBalancer, stats_password_
         GuestFile(PATHS.nftables, "0755", render_nftables_conf(settings, host)),
         GuestFile(PATHS.haproxy, "0644", render_haproxy_cfg(settings, stats_password_hash)),
         GuestFile(PATHS.keepalived, "0640", render_keepalived_conf(settings, lb)),
+        # 0755 and root's: keepalived's enable_script_security refuses a script others can write.
+        GuestFile(PATHS.vrrp_notify, "0755", render_vrrp_notify()),
         GuestFile(PATHS.activate, "0755", _render("activate-load-balancer.sh.j2", host=host, paths=PATHS)),
     )
 

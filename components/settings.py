@@ -30,6 +30,12 @@ DEFAULT_BASE_IMAGE = (
 # has no default (terraform-provider-libvirt 0.8.1 libvirt/provider.go: `uri` required, only
 # LIBVIRT_DEFAULT_URI as fallback), so the program always passes one to an explicit provider.
 DEFAULT_LIBVIRT_URI = "qemu:///system"
+# prometheus-node-exporter's port on every VM: Debian's package starts it on :9100 (its default
+# --web.listen-address; /etc/default/prometheus-node-exporter sets no ARGS).
+NODE_EXPORTER_PORT = 9100
+# Ports a lab setting may not take on a guest: something else already listens there on every VM.
+RESERVED_GUEST_PORTS = {22: "SSH", NODE_EXPORTER_PORT: "prometheus-node-exporter"}
+
 _LIBVIRT_URI = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[^\s]*$")
 
 NETWORK_MODES = ("nat", "isolated")
@@ -42,6 +48,13 @@ VRRP_PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "classic": {"version": 2, "advertInterval": 1, "checkInterval": 2},
     "fast": {"version": 3, "advertInterval": 0.1, "checkInterval": 1},
 }
+# The default hold-down before a recovered master preempts, in check intervals: the event-driven track sees
+# a restarted HAProxy when it is exec'd, before it serves, and the polled check (where rendered) needs two
+# results (rise 2) to agree; preempting at once can hand the VIP to a node about to fail again (measured on
+# emulated VMs: four moves in 3.2 s without a hold-down).
+PREEMPT_DELAY_CHECKS = 5
+# keepalived 2.2.7 vrrp_parser.c vrrp_preempt_delay_handler: 0 to TIMER_MAX_SEC (1000 s).
+PREEMPT_DELAY_MAX = 1000
 
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _SSH_KEY_TYPES = (
@@ -106,9 +119,20 @@ class Vrrp:
     check_interval: int
     check_weight: int
     preempt: bool
+    # Seconds a recovered master waits, as BACKUP hearing the lower-priority peer, before it takes the VIP
+    # back (keepalived's preempt_delay); 0 when preempt is false.
+    preempt_delay: float
     # keepalived's event-driven HAProxy tracking needs the kernel's process-event connector, which exists
     # only in the initial network and PID namespace: off where keepalived runs in a container.
     track_process: bool = True
+
+    @property
+    def polled_check(self) -> bool:
+        """The polled `systemctl is-active haproxy` check: where the event-driven track is off, or a weight
+        needs it. With the event on it adds nothing (HAProxy gone is the event) but harm: on busy emulated
+        guests a slow answer failed it twice in a row and made a node with a healthy HAProxy resign (measured:
+        the VIP moved seven times in 40 s after one HAProxy restart, fast profile, under client load)."""
+        return bool(self.check_weight) or not self.track_process
 
     @property
     def master_down_interval(self) -> float:
@@ -136,6 +160,8 @@ class LabSettings:
     http_port: int
     https_port: int
     stats_port: int
+    # HAProxy's built-in Prometheus exporter (/metrics) on every load balancer.
+    metrics_port: int
     web_http_port: int
     web_https_port: int
     stats_user: str
@@ -299,10 +325,12 @@ DEFAULTS: dict[str, Any] = {
     "backendCidr": "192.168.80.0/24",
     "networkMode": "nat",
     # The reference plan puts lb01 on .1 and web01 on .1: libvirt's gateway takes that address,
-    # so those two move (lb01 -> .4, web01 -> .3); every other reference value stays.
+    # so those two move (lb01 -> .4, web01 -> .3). Priorities sit at the top of VRRP's range (255 is the
+    # address owner's): when the master resigns, the backup waits the skew time (256 - priority) / 256
+    # adverts, 12 ms at 253 against the reference's 0.61 s at 99 (Pulumi.example.yaml keeps 100/99).
     "loadBalancers": [
-        {"name": "lb01", "address": "192.168.10.4", "backendAddress": "192.168.80.11", "priority": 100},
-        {"name": "lb02", "address": "192.168.10.2", "backendAddress": "192.168.80.12", "priority": 99},
+        {"name": "lb01", "address": "192.168.10.4", "backendAddress": "192.168.80.11", "priority": 254},
+        {"name": "lb02", "address": "192.168.10.2", "backendAddress": "192.168.80.12", "priority": 253},
     ],
     "webServers": [
         {"name": "web01", "address": "192.168.80.3"},
@@ -311,6 +339,7 @@ DEFAULTS: dict[str, Any] = {
     "httpPort": 80,
     "httpsPort": 443,
     "statsPort": 9000,
+    "metricsPort": 8405,  # the port HAProxy's documentation uses for its Prometheus exporter
     "webHttpPort": 8080,
     "webHttpsPort": 8443,
     "statsUser": "admin",
@@ -332,7 +361,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 VRRP_KEYS = ("profile", "virtualRouterId", "advertInterval", "unicast", "checkInterval", "checkWeight", "preempt",
-             "trackProcess")
+             "preemptDelay", "trackProcess")
 LOAD_BALANCER_KEYS = ("name", "address", "backendAddress", "priority")
 WEB_SERVER_KEYS = ("name", "address")
 
@@ -370,9 +399,9 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
 
     ports = {
         key: _as_int(problems, key, given[key], 1, 65535)
-        for key in ("httpPort", "httpsPort", "statsPort", "webHttpPort", "webHttpsPort")
+        for key in ("httpPort", "httpsPort", "statsPort", "metricsPort", "webHttpPort", "webHttpsPort")
     }
-    _check_port_collisions(problems, ports, ("httpPort", "httpsPort", "statsPort"), "load balancer")
+    _check_port_collisions(problems, ports, ("httpPort", "httpsPort", "statsPort", "metricsPort"), "load balancer")
     _check_port_collisions(problems, ports, ("webHttpPort", "webHttpsPort"), "web server")
 
     stats_user = _as_text(problems, "statsUser", given["statsUser"], r"[A-Za-z0-9_.-]{1,64}",
@@ -438,6 +467,7 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
         http_port=ports["httpPort"],  # type: ignore[arg-type]
         https_port=ports["httpsPort"],  # type: ignore[arg-type]
         stats_port=ports["statsPort"],  # type: ignore[arg-type]
+        metrics_port=ports["metricsPort"],  # type: ignore[arg-type]
         web_http_port=ports["webHttpPort"],  # type: ignore[arg-type]
         web_https_port=ports["webHttpsPort"],  # type: ignore[arg-type]
         stats_user=stats_user,
@@ -551,8 +581,9 @@ def _check_port_collisions(problems: _Problems, ports: Mapping[str, Optional[int
         port = ports[key]
         if port is None:
             continue
-        if port == 22:
-            problems.add(key, port, f"expected a port other than 22: SSH listens there on every {where}")
+        if port in RESERVED_GUEST_PORTS:
+            problems.add(key, port, f"expected a port other than {port}: {RESERVED_GUEST_PORTS[port]} listens there "
+                                    f"on every {where}")
         elif port in seen:
             problems.add(key, port, f"expected a port different from {seen[port]}: both listen on the {where}")
         else:
@@ -593,19 +624,52 @@ def _parse_vrrp(problems: _Problems, value: Any, load_balancers: Sequence[LoadBa
     check_weight = _as_int(problems, "vrrp.checkWeight", given.get("checkWeight", 0), 0, 253)
     preempt = _as_bool(problems, "vrrp.preempt", given.get("preempt", True))
     track_process = _as_bool(problems, "vrrp.trackProcess", given.get("trackProcess", True))
+    preempt_delay = _parse_preempt_delay(problems, given, preempt, check_interval, check_weight)
 
     if check_weight and len(load_balancers) == 2:
         gap = abs(load_balancers[0].priority - load_balancers[1].priority)
         if check_weight <= gap:
             problems.add("vrrp.checkWeight", check_weight,
                          f"expected 0 or more than the priority gap ({gap}): otherwise a failed HAProxy check never moves the VIP")
+    if check_weight:
+        # A positive weight is added while the check passes (keepalived's man page: vrrp_script weight), and
+        # keepalived caps a tracked priority at 254: above that the two nodes would tie.
+        for lb in load_balancers:
+            if lb.priority + check_weight > 254:
+                problems.add("vrrp.checkWeight", check_weight,
+                             f"expected at most {254 - lb.priority}: {lb.name}'s priority {lb.priority} plus the weight "
+                             "must stay within 254 (keepalived caps it there, and the pair would tie); lower the priorities "
+                             "(the reference uses 100 and 99)")
+                break
     if check_weight and preempt is False:
         problems.add("vrrp.checkWeight", check_weight,
                      "expected 0 when vrrp.preempt is false: without preemption a lowered priority never moves the VIP")
-    if None in (virtual_router_id, advert_interval, unicast, check_interval, check_weight, preempt, track_process):
+    if None in (virtual_router_id, advert_interval, unicast, check_interval, check_weight, preempt, preempt_delay,
+                track_process):
         return None
     return Vrrp(profile, version, virtual_router_id, advert_interval, unicast, check_interval,  # type: ignore[arg-type]
-                check_weight, preempt, track_process)  # type: ignore[arg-type]
+                check_weight, preempt, preempt_delay, track_process)  # type: ignore[arg-type]
+
+
+def _parse_preempt_delay(problems: _Problems, given: Mapping[str, Any], preempt: Optional[bool],
+                         check_interval: Optional[int], check_weight: Optional[int]) -> Optional[float]:
+    if "preemptDelay" not in given:
+        if preempt is False or check_weight:
+            return 0.0
+        return float(PREEMPT_DELAY_CHECKS * check_interval) if check_interval else None
+    delay = _decode(given["preemptDelay"])
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= PREEMPT_DELAY_MAX:
+        problems.add("vrrp.preemptDelay", delay, f"expected seconds from 0 to {PREEMPT_DELAY_MAX}")
+        return None
+    if delay and preempt is False:
+        # keepalived 2.2.7 vrrp.c: "preempt_delay is incompatible with nopreempt mode - resetting".
+        problems.add("vrrp.preemptDelay", delay, "expected 0 (or unset) when vrrp.preempt is false: nothing is preempted")
+        return None
+    if delay and check_weight:
+        problems.add("vrrp.preemptDelay", delay, "expected 0 (or unset) with vrrp.checkWeight: a weight moves the VIP "
+                     "by preemption, so a hold-down would delay every failover")
+        return None
+    return float(delay)
 
 
 def _parse_ssh_keys(problems: _Problems, value: Any, default_keys: Sequence[str]) -> tuple[str, ...]:

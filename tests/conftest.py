@@ -30,3 +30,11 @@ def require_tools(*names: str) -> None:
 
 def require_root() -> None:
     require(os.geteuid() == 0, "needs root (network namespaces)")
+
+
+def reference_priority_load_balancers() -> list[dict]:
+    """The default load balancers with the reference plan's priorities (100 and 99): a check weight needs
+    headroom below 254, which the default priorities leave none of."""
+    from components.settings import DEFAULTS
+
+    return [{**lb, "priority": priority} for lb, priority in zip(DEFAULTS["loadBalancers"], (100, 99))]

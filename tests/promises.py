@@ -4,13 +4,25 @@ under test, and tests/test_promises.py checks that the README states exactly the
 from __future__ import annotations
 
 # "Failover: what to expect": seconds from the fault to the first good answer through the VIP,
-# per VRRP profile (classic: advert 1 s, check 2 s; fast: advert 0.1 s, check 1 s).
+# per VRRP profile (classic: advert 1 s, check 2 s; fast: advert 0.1 s, check 1 s), with the default
+# priorities 254/253 (the backup's skew time is 3/256 of an advert).
 FAILOVER_SECONDS = {
-    "keepalived stops on the master": {"classic": 4.5, "fast": 0.9},
-    "link or node lost": {"classic": 4.5, "fast": 0.9},
-    "haproxy dies, event-driven track": {"classic": 4.5, "fast": 0.9},
-    "haproxy dies, polled check": {"classic": 8.5, "fast": 2.9},
+    "keepalived stops on the master": {"classic": 0.2, "fast": 0.2},
+    "link or node lost": {"classic": 3.1, "fast": 0.5},
+    "haproxy dies, event-driven track": {"classic": 0.2, "fast": 0.2},
+    "haproxy dies, polled check": {"classic": 4.5, "fast": 2.5},
+    # The reference's weight mode: the check lowers the priority and the peer preempts.
+    "haproxy dies, weighted check": {"classic": 8.5, "fast": 2.9},
 }
+# A master that resigns (keepalived stopped, HAProxy found dead): from its dropping the VIP to the peer's
+# taking it, seen as netlink events in the namespace harness (seconds).
+RESIGN_TO_TAKEOVER_SECONDS = 0.1
+# The master is repaired (preempt, the default hold-down): the VIP is back on it within (seconds), and it
+# moves at most twice in all (away, and back once) when HAProxy is killed and systemd restarts it.
+FAILBACK_SECONDS = {"classic": 17, "fast": 8.2}
+VIP_MOVES_AFTER_A_RESTARTED_HAPROXY = 2
+# An idle pair with the fast profile: no VIP movement in this many seconds on the VMs.
+FAST_PROFILE_IDLE_SOAK_SECONDS = 180
 # A web server dies, even mid-request: no failed request, and a request caught by the death waits at
 # most HAProxy's one-second turn-around (on top of its own time at the server).
 WEB_SERVER_DEATH_FAILED_REQUESTS = 0
@@ -28,5 +40,10 @@ DOUBLE_HOLD_BY_ARRIVAL_STAMPS = 0.1
 # figure, every later one (health checks marked them down) within the second.
 ALL_DOWN_FIRST_503_SECONDS = 3.0
 ALL_DOWN_503_SECONDS = 0.5
-# "VM end-to-end test": replacing the load balancer that holds the VIP is a node loss (classic timing).
-REBUILD_LONGEST_OUTAGE = FAILOVER_SECONDS["link or node lost"]["classic"]
+# "VM end-to-end test": a lost node (a VM powered off or rebooted) with the classic timing, as the host's
+# client sees it on the emulated VMs (0.25 s timeouts, two requests in flight): seconds.
+REBUILD_LONGEST_OUTAGE = 4.5
+# HAProxy killed on the master, event-driven track, as that client sees it on the emulated VMs (seconds).
+VM_EVENT_HAPROXY_DEATH_OUTAGE = 1.0
+# The same for the fast profile's lost link on the emulated VMs (seconds).
+VM_FAST_LINK_LOSS_OUTAGE = 1.0

@@ -256,25 +256,21 @@ def test_failover_when_haproxy_dies_on_the_master(e2e):
     lb01 = e2e.lb("lb01")
     kill = "sudo -n systemctl kill --signal=KILL haproxy.service"
     e2e.wait_vip_on("lb01")
-    holders = _vip_watch(e2e, limit=240)
+    holders = _vip_watch(e2e, limit=360)
     try:
-        # A 0.25 s client timeout every 20 ms: a SYN sent while no LB holds the VIP fails fast, so the measured
-        # outage is the real one plus at most 0.27 s, instead of a multiple of the kernel's 1 s SYN retry.
-        with VipPoller(e2e.vip, e2e.settings.http_port, interval=0.02, timeout=0.25, limit=240) as poller:
+        # A request every 20 ms, each on its own (0.25 s timeout): the outage is resolved to 20 ms.
+        with VipPoller(e2e.vip, e2e.settings.http_port, interval=0.02, timeout=0.25, limit=360) as poller:
             time.sleep(2)
             assert not poller.failures(), poller.failures()[:3]
 
-            # 1. SIGKILL as it comes: systemd (Restart=always) brings HAProxy back.
+            # 1. SIGKILL as it comes: systemd (Restart=always) brings HAProxy back. The VIP moves at most twice
+            # (to lb02, and back once lb01 has been healthy for the hold-down).
             t0 = time.monotonic()
             assert holders.holder_at("lb01", t0), "lb01 does not hold the VIP before the kill"
             assert e2e.ssh.run(lb01, kill).returncode == 0
-            time.sleep(8)
-            note("kill -9 haproxy on lb01, systemd restarts it", f"{_client_outage(poller, t0)}; "
-                 f"lb02 took the VIP: {holders.first_held('lb02', t0) is not None}")
-            print(timeline(poller, holders, t0), flush=True)
-            e2e.wait_vip_on("lb01", limit=60)
+            _count_vip_moves_until_settled(e2e, holders, poller, t0, "classic")
             first = poller.first_failure(t0)
-            assert first is None or poller.outage(first) < 2.5
+            assert first is None or poller.outage(first) <= promises.VM_EVENT_HAPROXY_DEATH_OUTAGE
 
             # 2. HAProxy dies and stays dead (restart disabled for this run only): the VIP must move.
             no_restart = ("sudo -n mkdir -p /run/systemd/system/haproxy.service.d && printf '[Service]\\nRestart=no\\n' "
@@ -302,22 +298,24 @@ def test_failover_when_haproxy_dies_on_the_master(e2e):
             note("kill -9 haproxy on lb01, stays dead", f"{_client_outage(poller, t1)}; "
                  f"lb02 took the VIP {moved - t1:.2f} s after the kill was issued, {gap}")
             print(timeline(poller, holders, t1), flush=True)
-            # Event-driven (vrrp_track_process) this is about 0.8 s; the polled check alone needs two failed
-            # checks 2 s apart plus the takeover, well over 2.5 s: this bound tells the two paths apart.
-            assert first is not None and poller.outage(first) < 2.5
+            # Event-driven (vrrp_track_process): lb01 resigns at once and lb02 waits only its skew time; the
+            # polled check alone needs two failed checks 2 s apart: this bound tells the two paths apart.
+            assert first is not None
+            assert poller.outage(first) <= promises.VM_EVENT_HAPROXY_DEATH_OUTAGE
 
             # 3. HAProxy back: with preempt lb01 takes the VIP back.
             restore = ("sudo -n rm -f /run/systemd/system/haproxy.service.d/e2e-no-restart.conf && "
                        "sudo -n systemctl daemon-reload && sudo -n systemctl start haproxy.service")
-            t2 = time.monotonic()
             assert e2e.ssh.run(lb01, restore).returncode == 0
+            t2 = time.monotonic()  # the repair is done: `systemctl start` returned with HAProxy ready
             e2e.wait_vip_on("lb01", limit=60)
             time.sleep(2)
+            back = holders.first_held('lb01', t2) - t2
             note("haproxy started again on lb01 (preempt)", f"{_client_outage(poller, t2)}; "
-                 f"lb01 took the VIP back {holders.first_held('lb01', t2) - t2:.1f} s after the start was issued")
+                 f"lb01 took the VIP back {back:.1f} s after HAProxy was started again")
             print(timeline(poller, holders, t2), flush=True)
-            first = poller.first_failure(t2)
-            assert first is None or poller.outage(first) < 2.5
+            assert back <= promises.FAILBACK_SECONDS["classic"]
+            assert len(poller.failures(t2)) <= promises.FAILBACK_FAILED_REQUESTS
     finally:
         holders.stop()
     double = holders.longest_double_hold()
@@ -326,6 +324,28 @@ def test_failover_when_haproxy_dies_on_the_master(e2e):
     # Failover leaves a gap (lb02 waits VRRP's skew time, ~0.6 s, after lb01 resigns); only the preemptive
     # handover back to lb01 overlaps, by milliseconds. The stamps are arrival times over two SSH streams.
     assert double <= promises.DOUBLE_HOLD_BY_ARRIVAL_STAMPS, "split brain: both load balancers held the VIP"
+
+
+def _count_vip_moves_until_settled(e2e: E2ELab, holders: VipHolders, poller: VipPoller, since: float, profile: str) -> None:
+    """After HAProxy was killed on lb01 and systemd restarted it: waits until lb01 holds the VIP again and then
+    twice the hold-down more (a late flap would show), notes the moves and asserts the README's bounds."""
+    e2e.wait_vip_on("lb01", limit=promises.FAILBACK_SECONDS[profile] + 30)
+    time.sleep(2 * e2e.settings.vrrp.preempt_delay)
+    changes = holders.changes(since)
+    # A move is a new holder: a node re-adding the VIP it just held (one `ip monitor` burst) is not one.
+    took, last = [], "lb01"
+    for at, what in changes:
+        if what.endswith("took the VIP") and not what.startswith(last + " "):
+            took.append(at)
+            last = what.split()[0]
+    note(f"kill -9 haproxy on lb01, systemd restarts it ({profile})",
+         f"{_client_outage(poller, since)}; the VIP moved {len(took)} times: "
+         + ", ".join(f"+{at - since:.2f} s {what}" for at, what in changes))
+    print(timeline(poller, holders, since), flush=True)
+    assert len(took) <= promises.VIP_MOVES_AFTER_A_RESTARTED_HAPROXY, changes
+    # Counted from the failover (the kill's effect; the SSH command itself takes a second or two to land).
+    back = holders.first_held("lb01", took[-1]) if took else since
+    assert back is not None and back - (took[0] if took else since) <= promises.FAILBACK_SECONDS[profile], changes
 
 
 def test_a_load_balancer_comes_back_from_a_reboot(e2e):
@@ -402,11 +422,11 @@ def _replaced(lines: list[str]) -> set[str]:
 
 
 def test_day2_config_change_previews_as_text_and_rolls_out_without_a_failed_request(e2e):
-    changed = {**e2e.config, "vrrp": {"checkInterval": 3}, "statsPassword": "a-new-stats-password"}
+    changed = {**e2e.config, "vrrp": {"preemptDelay": 7}, "statsPassword": "a-new-stats-password"}
     e2e.stack.set_config(changed)
     preview = e2e.stack.preview_diff()
     # The new keepalived line, readable in the rollout scripts and the seeds; the password only as its hash.
-    assert "interval 3" in preview and "a-new-stats-password" not in preview
+    assert "preempt_delay 7" in preview and "a-new-stats-password" not in preview
     replaced = _replaced(preview.splitlines())
     assert not {n for n in replaced if n.endswith(("-domain", "-disk"))}, replaced  # no VM is rebuilt
     # The seed ISOs cannot be rewritten: the provider replaces them (the running domains ignore that).
@@ -420,12 +440,12 @@ def test_day2_config_change_previews_as_text_and_rolls_out_without_a_failed_requ
     assert {"lb01-config-rollout", "lb02-config-rollout"} <= updated, lines[-40:]
     assert "vip-check" in _replaced(lines) or "vip-check" in created_seconds(lines), "the VIP check did not re-run"
     conf = e2e.ssh.run(e2e.lb("lb02"), "sudo -n cat /etc/keepalived/keepalived.conf").stdout
-    assert "interval 3" in conf
+    assert "preempt_delay 7\n" in conf
     status, _ = http_get(e2e.vip, e2e.settings.stats_port, e2e.settings.stats_path,
                          auth=(e2e.settings.stats_user, "a-new-stats-password"))
     assert status == 200
     failed = poller.failures(t0)
-    note("day-2 `pulumi up` (check interval, stats password; rolled out in place), failed requests",
+    note("day-2 `pulumi up` (VRRP hold-down, stats password; rolled out in place), failed requests",
          f"{len(failed)} of {len(poller.samples)}")
     assert not failed, failed[:5]
 
@@ -513,6 +533,53 @@ def test_the_readiness_script_fails_on_a_stopped_nginx_with_its_journal(e2e):
     assert re.search(r"systemd\[1\]: Stopped ", journal), failed.stderr  # systemd's line, from nginx's journal
     passed = e2e.ssh.script(address, script, timeout=120)
     assert passed.returncode == 0 and "web01: ready" in passed.stdout, f"{passed.stdout}\n{passed.stderr}"
+
+
+def test_the_fast_profile_holds_still_when_idle_and_fails_over_within_its_promise(e2e):
+    """`vrrp.profile: fast` rolled out in place; an idle soak without a VIP move; HAProxy killed and restarted by
+    systemd: the VIP moves at most twice; lb01's frontend link cut: the service answers again within the VMs' bound."""
+    fast = {**e2e.config, "vrrp": {"profile": "fast"}}
+    _, seconds, outage = _apply_under_requests(e2e, fast, limit=900)
+    note("vrrp.profile classic -> fast rolled out in place (VRRPv2 -> v3)", f"{seconds:.0f} s; {outage}")
+    lb01 = e2e.lb("lb01")
+    conf = e2e.ssh.run(lb01, "sudo -n cat /etc/keepalived/keepalived.conf").stdout
+    assert "vrrp_version 3" in conf and "advert_int 0.1\n" in conf, conf
+    e2e.wait_vip_on("lb01", limit=60)
+    soak = promises.FAST_PROFILE_IDLE_SOAK_SECONDS
+    holders = _vip_watch(e2e, limit=soak + 240)
+    try:
+        t_soak = time.monotonic()
+        time.sleep(soak)
+        moved = holders.changes(t_soak)
+        note(f"fast profile, idle soak of {soak} s", f"{len(moved)} VIP moves over "
+             f"{holders.samples('lb01')}+{holders.samples('lb02')} reports")
+        assert not moved, moved
+
+        with VipPoller(e2e.vip, e2e.settings.http_port, interval=0.02, timeout=0.25, limit=200) as poller:
+            time.sleep(1)
+            t0 = time.monotonic()
+            assert e2e.ssh.run(lb01, "sudo -n systemctl kill --signal=KILL haproxy.service").returncode == 0
+            _count_vip_moves_until_settled(e2e, holders, poller, t0, "fast")
+
+            # The link goes down for 3 s (restored by the guest itself: SSH to lb01 runs over that link).
+            time.sleep(2)
+            t1 = time.monotonic()
+            cut = "sudo -n setsid -f sh -c 'ip link set frontend down; sleep 3; ip link set frontend up' >/dev/null 2>&1"
+            assert e2e.ssh.run(lb01, cut).returncode == 0
+            deadline = t1 + 10
+            while holders.first_held("lb02", t1) is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert holders.first_held("lb02", t1) is not None, "lb02 never took the VIP after lb01's link was cut"
+            time.sleep(1)
+            first = poller.first_failure(t1)
+            note("fast profile, lb01's frontend link cut", _client_outage(poller, t1))
+            print(timeline(poller, holders, t1), flush=True)
+            assert first is not None and poller.outage(first) <= promises.VM_FAST_LINK_LOSS_OUTAGE
+            time.sleep(5)
+    finally:
+        holders.stop()
+    e2e.wait_vip_on("lb01", limit=60)
+    assert http_get(e2e.vip, e2e.settings.http_port)[0] == 200
 
 
 def test_destroy_leaves_nothing_even_after_a_stray_file_made_it_fail(e2e):

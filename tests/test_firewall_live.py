@@ -1,9 +1,11 @@
-"""lb01's rendered nftables ruleset, loaded by real nft in a network namespace wired like the VM (interfaces
-`frontend` and `backend`), meeting real packets from a peer namespace: what it lets in and what it drops."""
+"""lb01's rendered nftables ruleset (unicast and multicast VRRP), loaded by real nft in a network namespace wired
+like the VM (interfaces `frontend` and `backend`), meeting real packets from a peer namespace: what it lets in
+and what it drops."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,12 +18,16 @@ from tests.conftest import require_root, require_tools
 from tests.keys import key_config
 
 STRANGER = "192.168.10.99"  # an address of the frontend network that is not the peer
+VRRP_GROUP = "224.0.0.18"
+VRRP_TTL = 255  # what every VRRP sender sets; a packet that crossed a router arrives with less
 CLOSED_PORT = 2222  # nothing in the ruleset allows it
 
 RECEIVE_VRRP = textwrap.dedent("""
     import socket, sys, time
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
     s.settimeout(0.2)
+    # As keepalived does with multicast: join VRRP's group on the frontend address, or none arrives.
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton("224.0.0.18") + socket.inet_aton(sys.argv[2]))
     print("listening", flush=True)
     seen, deadline = set(), time.monotonic() + float(sys.argv[1])
     while time.monotonic() < deadline:
@@ -36,6 +42,9 @@ SEND_VRRP = textwrap.dedent("""
     import socket, sys
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
     s.bind((sys.argv[1], 0))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, int(sys.argv[3]))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, int(sys.argv[3]))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[1]))
     for _ in range(3):
         s.sendto(b"\\x21\\x01\\xfe\\x01\\x00\\x01\\x00\\x00" + bytes(4), (sys.argv[2], 0))
 """)
@@ -64,11 +73,12 @@ def sh(*command: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, check=True, capture_output=True, text=True, timeout=30)
 
 
-@pytest.fixture(scope="module")
-def wired(tmp_path_factory):
+@pytest.fixture(scope="module", params=["unicast", "multicast"])
+def wired(request, tmp_path_factory):
     require_root()
     require_tools("ip", "nft")
-    settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="fw")
+    settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery",
+                              "vrrp": {"unicast": request.param == "unicast"}}, stack="fw")
     lb01, lb02 = (next(h for h in lab_hosts(settings) if h.name == n) for n in ("lb01", "lb02"))
     path = tmp_path_factory.mktemp("nft") / "nftables.conf"
     path.write_text(render_nftables_conf(settings, lb01))
@@ -95,14 +105,14 @@ def wired(tmp_path_factory):
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
 
 
-def vrrp_seen(wired, sends: list[tuple[str, str]]) -> set[str]:
+def vrrp_seen(wired, sends: list[tuple[str, str]], ttl: int = VRRP_TTL) -> set[str]:
     """Send VRRP packets from the peer namespace (source, destination); the sources lb01 received."""
-    receiver = subprocess.Popen(["ip", "netns", "exec", wired["lb"], sys.executable, "-c", RECEIVE_VRRP, "1.5"],
-                                stdout=subprocess.PIPE, text=True)
+    receiver = subprocess.Popen(["ip", "netns", "exec", wired["lb"], sys.executable, "-c", RECEIVE_VRRP, "1.5",
+                                 str(wired["lb01"].address)], stdout=subprocess.PIPE, text=True)
     try:
         assert receiver.stdout.readline().strip() == "listening"
         for source, destination in sends:
-            sh("ip", "netns", "exec", wired["peer"], sys.executable, "-c", SEND_VRRP, source, destination)
+            sh("ip", "netns", "exec", wired["peer"], sys.executable, "-c", SEND_VRRP, source, destination, str(ttl))
         out, _ = receiver.communicate(timeout=10)
     finally:
         if receiver.poll() is None:
@@ -111,14 +121,34 @@ def vrrp_seen(wired, sends: list[tuple[str, str]]) -> set[str]:
     return set(out.split())
 
 
+def vrrp_dropped(wired) -> int:
+    listing = sh("ip", "netns", "exec", wired["lb"], "nft", "list", "counter", "inet", "ha_lb", "vrrp_dropped").stdout
+    return int(re.search(r"packets (\d+)", listing).group(1))
+
+
 def test_vrrp_is_taken_from_the_peer_on_the_frontend_only(wired):
     lb01, lb02 = wired["lb01"], wired["lb02"]
-    frontend = {n.network_role: str(n.address) for n in lb02.nics}
-    target = {n.network_role: str(n.address) for n in lb01.nics}
-    seen = vrrp_seen(wired, [(frontend["frontend"], target["frontend"]), (STRANGER, target["frontend"]),
-                             (frontend["backend"], target["backend"])])
-    # The peer's adverts arrive; a stranger on the same network and anything on the backend are dropped.
-    assert seen == {frontend["frontend"]}, seen
+    peer = {n.network_role: str(n.address) for n in lb02.nics}
+    own = {n.network_role: str(n.address) for n in lb01.nics}
+    # Where the peer's adverts go: to this host (unicast) or to VRRP's group (multicast).
+    target = own["frontend"] if wired["settings"].vrrp.unicast else VRRP_GROUP
+    other = VRRP_GROUP if wired["settings"].vrrp.unicast else own["frontend"]
+    dropped_before = vrrp_dropped(wired)
+    seen = vrrp_seen(wired, [(peer["frontend"], target), (STRANGER, target), (STRANGER, other),
+                             (peer["frontend"], other), (peer["backend"], own["backend"])])
+    # The peer's adverts arrive; a stranger on the same network (to the group or to this host), the peer
+    # sending where this mode never sends, and anything on the backend are dropped.
+    assert seen == {peer["frontend"]}, seen
+    # Every packet dropped was counted: 3 per send, four sends.
+    assert vrrp_dropped(wired) - dropped_before == 4 * 3, vrrp_dropped(wired) - dropped_before
+
+
+def test_vrrp_from_the_peer_that_crossed_a_router_is_dropped(wired):
+    # The peer's address with a TTL below 255: sent from off the network (RFC 3768 5.2.3, RFC 5798 5.1.1.3).
+    target = str(wired["lb01"].address) if wired["settings"].vrrp.unicast else VRRP_GROUP
+    peer = str(wired["lb02"].address)
+    assert vrrp_seen(wired, [(peer, target)], ttl=VRRP_TTL - 1) == set()
+    assert vrrp_seen(wired, [(peer, target)]) == {peer}  # the same packets with VRRP's TTL do arrive
 
 
 def test_only_the_allowed_ports_are_open(wired):

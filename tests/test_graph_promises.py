@@ -57,7 +57,7 @@ def test_no_output_resolves_before_the_final_vip_check_has_run():
     assert waiting.outputs == {}
     done = run_program(config(), stack="dev", preview=True)
     assert set(done.outputs) == {"vip", "httpUrl", "httpsUrl", "statsUrl", "statsUser", "statsPassword",
-                                 "loadBalancers", "webServers"}
+                                 "loadBalancers", "webServers", "metrics"}
 
 
 def test_a_rebuilt_vm_is_checked_again_and_the_others_are_not(lab):
@@ -75,7 +75,7 @@ def test_a_rebuilt_vm_is_checked_again_and_the_others_are_not(lab):
 
 
 def test_a_config_rolled_out_in_place_reruns_the_rollout_and_the_vip_check_but_replaces_no_vm(lab):
-    changed = run(statsPort=9100)
+    changed = run(statsPort=9001)
     before, after = ids(lab), ids(changed)
     for vm in VMS:
         for part in ("disk", "domain", "ready"):

@@ -20,6 +20,7 @@ from components.render import (
 from components.settings import load_settings
 from components.sha_crypt import sha512_crypt
 from tests import crypt_compat
+from tests.conftest import reference_priority_load_balancers
 
 PASSWORD = "correct-horse-battery"
 
@@ -45,15 +46,29 @@ def test_sha512_crypt_matches_the_published_test_vector_and_the_system_crypt():
             assert sha512_crypt(password, "abcdefgh") == system_crypt(password, "$6$abcdefgh")
 
 
-def test_keepalived_lb01_is_master_and_lb02_backup_with_the_classic_values():
+def test_keepalived_lb01_wins_by_priority_and_waits_out_a_hold_down_before_taking_the_vip_back():
     s = settings()
     lb01, lb02 = render_keepalived_conf(s, lb(s, "lb01")), render_keepalived_conf(s, lb(s, "lb02"))
-    assert "state MASTER" in lb01 and "priority 100" in lb01 and "router_id lb01" in lb01
-    assert "state BACKUP" in lb02 and "priority 99" in lb02 and "router_id lb02" in lb02
+    assert "priority 254" in lb01 and "router_id lb01" in lb01
+    assert "priority 253" in lb02 and "router_id lb02" in lb02
+    # keepalived ignores preempt_delay on an initial MASTER: both start as BACKUP.
     for conf in (lb01, lb02):
-        assert 'script "/usr/bin/systemctl is-active --quiet haproxy"' in conf
-        # No weight by default: a failed check means FAULT (the node resigns at once).
-        assert "interval 2" in conf and "\n    weight" not in conf and "virtual_router_id 1" in conf
+        assert "state BACKUP" in conf and "state MASTER" not in conf and "\n    preempt_delay 10\n" in conf
+
+
+def test_without_a_hold_down_lb01_starts_as_master():
+    s = settings(vrrp={"preemptDelay": 0})
+    lb01, lb02 = render_keepalived_conf(s, lb(s, "lb01")), render_keepalived_conf(s, lb(s, "lb02"))
+    assert "state MASTER" in lb01 and "state BACKUP" in lb02 and "preempt_delay" not in lb01 + lb02
+
+
+def test_keepalived_renders_the_classic_values():
+    s = settings()
+    lb01, lb02 = render_keepalived_conf(s, lb(s, "lb01")), render_keepalived_conf(s, lb(s, "lb02"))
+    for conf in (lb01, lb02):
+        # HAProxy's death is the kernel's event; no polled check beside it (it made busy guests flap).
+        assert "vrrp_script" not in conf and "track_script" not in conf and "systemctl" not in conf
+        assert "\n    weight" not in conf and "virtual_router_id 1" in conf
         assert "advert_int 1\n" in conf and "vrrp_version 2" in conf
         assert "192.168.10.3 dev frontend" in conf and "interface frontend" in conf
         assert "vrrp_track_process track_haproxy" in conf and "process haproxy" in conf
@@ -73,10 +88,11 @@ def test_without_preempt_both_start_as_backup_with_nopreempt():
     for name in ("lb01", "lb02"):
         conf = render_keepalived_conf(s, lb(s, name))
         assert "state BACKUP" in conf and "nopreempt" in conf and "state MASTER" not in conf
+        assert "preempt_delay" not in conf
 
 
 def test_fast_profile_renders_vrrpv3_with_a_tenth_of_a_second():
-    s = settings(vrrp={"profile": "fast"})
+    s = settings(vrrp={"profile": "fast", "trackProcess": False})
     conf = render_keepalived_conf(s, lb(s, "lb01"))
     assert "vrrp_version 3" in conf and "advert_int 0.1\n" in conf and "interval 1\n" in conf
 
@@ -108,12 +124,28 @@ def test_stats_page_always_asks_for_a_password_and_only_its_hash_is_rendered():
 def test_firewall_allows_vrrp_from_the_peer_for_unicast_and_to_the_group_for_multicast():
     s = settings()
     unicast = render_nftables_conf(s, host(s, "lb01"))
-    assert "policy drop" in unicast and 'ip saddr 192.168.10.2 ip protocol 112 accept' in unicast
+    accepted = 'iifname "frontend" ip saddr 192.168.10.2 ip daddr 192.168.10.4 ip ttl 255 ip protocol 112 accept'
+    assert "policy drop" in unicast and accepted in unicast
     assert "ip protocol 51" not in unicast and "224.0.0.18" not in unicast
     assert "ip daddr 192.168.10.3 tcp dport { 80, 443 } accept" in unicast and "tcp dport 9000 accept" in unicast
     s = settings(vrrp={"unicast": False})
     multicast = render_nftables_conf(s, host(s, "lb02"))
-    assert 'ip daddr 224.0.0.18 ip protocol 112 accept' in multicast
+    # Multicast too: only the peer, not anyone who sends to the group.
+    assert 'iifname "frontend" ip saddr 192.168.10.4 ip daddr 224.0.0.18 ip ttl 255 ip protocol 112 accept' in multicast
+    for rules in (unicast, multicast):
+        assert sum("protocol 112 accept" in line for line in rules.splitlines()) == 1, rules
+
+
+def test_firewall_drops_counts_and_logs_every_other_vrrp_speaker():
+    for s in (settings(), settings(vrrp={"unicast": False})):
+        rules = render_nftables_conf(s, host(s, "lb01"))
+        lines = [line.strip() for line in rules.splitlines()]
+        log = ('ip protocol 112 counter name vrrp_dropped limit rate 5/second burst 10 packets '
+               'log prefix "ha-lb: VRRP dropped: " level warn')
+        # After the peer's accept, before anything else could let VRRP in; the drop follows the rate-limited log.
+        assert lines.index(log) == lines.index("ip protocol 112 drop") - 1
+        assert lines.index(log) > next(i for i, line in enumerate(lines) if "protocol 112 accept" in line)
+        assert "counter vrrp_dropped {" in lines
 
 
 def test_web_firewall_opens_app_ports_to_the_backend_network_only():
@@ -130,7 +162,7 @@ def test_user_data_carries_each_file_verbatim_and_activates_in_order():
     assert cloud.user_data.startswith("#cloud-config\n")
     document = yaml.safe_load(cloud.user_data)
     assert {f["path"]: f["content"] for f in document["write_files"]} == {f.path: f.content for f in files}
-    assert document["packages"] == ["haproxy", "keepalived", "nftables", "qemu-guest-agent"]
+    assert document["packages"] == ["haproxy", "keepalived", "nftables", "qemu-guest-agent", "prometheus-node-exporter"]
     activate = next(f.content for f in files if f.path.endswith("ha-lb-activate"))
     lines = [line for line in activate.splitlines() if line and not line.startswith("#")]
     order = [next(i for i, line in enumerate(lines) if line.startswith(prefix)) for prefix in (
@@ -189,7 +221,7 @@ def test_templates_refuse_missing_values():
 
 
 def test_a_check_weight_renders_the_reference_weight_mode():
-    s = settings(vrrp={"checkWeight": 2})
+    s = settings(vrrp={"checkWeight": 2}, loadBalancers=reference_priority_load_balancers())
     conf = render_keepalived_conf(s, lb(s, "lb01"))
     check = conf.split("vrrp_script check_haproxy {")[1].split("}")[0]
     assert "interval 2" in check and "weight 2" in check and "fall 2" in check
@@ -200,6 +232,9 @@ def test_without_the_process_event_connector_only_the_polled_check_is_rendered()
     conf = render_keepalived_conf(s, lb(s, "lb01"))
     assert "track_process" not in conf and "vrrp_track_process" not in conf
     assert "track_script {\n        check_haproxy\n    }" in conf
+    check = conf.split("vrrp_script check_haproxy {")[1].split("}")[0]
+    assert 'script "/usr/bin/systemctl is-active --quiet haproxy"' in check and "interval 2" in check
+    assert "fall 2" in check and "rise 2" in check and "weight" not in check
 
 
 @pytest.mark.parametrize("vm", ["lb01", "web01"])
@@ -220,3 +255,72 @@ def test_files_are_written_after_the_packages_are_installed_and_before_activatio
         names = [n.replace("_", "-") for n in names]
         assert names.index("package-update-upgrade-install") < names.index("write-files-deferred") \
             < names.index("scripts-user")
+
+
+# -- metrics (issue #11) ------------------------------------------------------------------------
+
+
+def test_haproxy_serves_its_prometheus_exporter_on_the_metrics_port():
+    s = settings()
+    cfg = render_haproxy_cfg(s, stats_password_hash(s, PASSWORD))
+    frontend = cfg.split("\nfrontend prometheus\n")[1].split("\n\n")[0]
+    assert "    bind *:8405\n" in frontend
+    assert "    http-request use-service prometheus-exporter if { path /metrics }" in frontend
+    s = settings(metricsPort=9405)
+    assert "    bind *:9405\n" in render_haproxy_cfg(s, stats_password_hash(s, PASSWORD))
+
+
+def test_keepalived_reports_every_state_change_to_the_notify_script():
+    s = settings()
+    for name in ("lb01", "lb02"):
+        conf = render_keepalived_conf(s, lb(s, name))
+        instance = conf.split("vrrp_instance web-prod {")[1]
+        assert "\n    notify /usr/local/sbin/ha-lb-vrrp-notify\n" in instance
+
+
+def test_only_the_libvirt_host_may_scrape_the_metrics_ports():
+    s = settings()
+    for name in ("lb01", "lb02"):
+        rules = render_nftables_conf(s, host(s, name))
+        assert 'iifname "frontend" ip saddr 192.168.10.1 tcp dport { 8405, 9100 } accept' in rules
+        assert sum("8405" in line or "9100" in line for line in rules.splitlines()) == 1, rules
+    for name in ("web01", "web02"):
+        rules = render_nftables_conf(s, host(s, name))
+        assert 'iifname "backend" ip saddr 192.168.80.1 tcp dport 9100 accept' in rules
+        assert sum("9100" in line for line in rules.splitlines()) == 1, rules
+
+
+def test_every_vm_installs_node_exporter_and_load_balancers_get_the_notify_script():
+    s = settings()
+    for vm in ("lb01", "lb02", "web01", "web02"):
+        digest = stats_password_hash(s, PASSWORD) if vm.startswith("lb") else None
+        document = yaml.safe_load(render_host(s, host(s, vm), digest).user_data)
+        assert "prometheus-node-exporter" in document["packages"]
+        notify = [f for f in document["write_files"] if f["path"] == "/usr/local/sbin/ha-lb-vrrp-notify"]
+        if vm.startswith("lb"):
+            assert len(notify) == 1 and notify[0]["permissions"] == "0755" and notify[0]["owner"] == "root:root"
+            assert notify[0]["content"].startswith("#!/bin/sh\n")
+        else:
+            assert notify == []
+
+
+def test_the_rollout_installs_a_changed_notify_script_and_reloads_keepalived():
+    from components.guest_scripts import load_balancer_rollout_script
+
+    s = settings()
+    script = load_balancer_rollout_script(s, lb(s, "lb01"), stats_password_hash(s, PASSWORD), activate=True)
+    notify = next(f.content for f in load_balancer_files(s, lb(s, "lb01"), "x")
+                  if f.path == "/usr/local/sbin/ha-lb-vrrp-notify")
+    assert f"cat > \"$staging/ha-lb-vrrp-notify\" <<'HA_LB_END_OF_FILE'\n{notify}HA_LB_END_OF_FILE" in script
+    install = ('sudo -n install -o root -g root -m 0755 "$staging/ha-lb-vrrp-notify" /usr/local/sbin/ha-lb-vrrp-notify\n'
+               '    changed="$changed keepalived"')
+    assert install in script
+
+
+def test_the_metrics_output_names_every_scrape_target():
+    from components.render import scrape_targets
+
+    assert scrape_targets(settings(metricsPort=9405)) == {
+        "haproxy": ["192.168.10.4:9405", "192.168.10.2:9405"],
+        "node": ["192.168.10.4:9100", "192.168.10.2:9100", "192.168.80.3:9100", "192.168.80.2:9100"],
+    }

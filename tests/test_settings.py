@@ -8,6 +8,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from components.settings import SettingsError, load_settings
+from tests.conftest import reference_priority_load_balancers
 
 KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx1e+MvWg3P+0mXZlq7y0tq3T1m8bYd2Yb8bLr8t7QF test@lab")
 
@@ -34,12 +35,12 @@ def test_defaults_reproduce_the_reference_plan_where_libvirt_allows():
     s = load_settings(NO_GATE, stack="dev")
     assert s.vip == IPv4Address("192.168.10.3")
     assert [(lb.name, str(lb.address), lb.priority) for lb in s.load_balancers] == [
-        ("lb01", "192.168.10.4", 100), ("lb02", "192.168.10.2", 99)]
+        ("lb01", "192.168.10.4", 254), ("lb02", "192.168.10.2", 253)]
     assert [(w.name, str(w.address)) for w in s.web_servers] == [("web01", "192.168.80.3"), ("web02", "192.168.80.2")]
     assert (s.http_port, s.https_port, s.stats_port, s.web_http_port, s.web_https_port) == (80, 443, 9000, 8080, 8443)
     assert s.vrrp.virtual_router_id == 1 and s.vrrp.advert_interval == 1 and s.vrrp.unicast
     assert (s.vrrp.check_interval, s.vrrp.check_weight, s.vrrp.preempt, s.vrrp.version) == (2, 0, True, 2)
-    assert s.vrrp.track_process
+    assert s.vrrp.track_process and s.vrrp.preempt_delay == 10  # 5 checks of 2 s
     assert s.frontend.gateway == IPv4Address("192.168.10.1")
     assert s.lab_name == "ha-lb-dev" and s.pool_path == "/var/lib/libvirt/images/ha-lb-dev"
 
@@ -54,6 +55,15 @@ def test_fast_profile_uses_vrrpv3_with_sub_second_adverts():
     s = load_settings({**NO_GATE, "vrrp": {"profile": "fast"}}, stack="dev")
     assert (s.vrrp.version, s.vrrp.advert_interval, s.vrrp.check_interval) == (3, 0.1, 1)
     assert s.vrrp.master_down_interval < 1
+    assert s.vrrp.preempt_delay == 5  # 5 checks of 1 s
+
+
+def test_a_hold_down_can_be_set_or_turned_off_and_is_none_without_preemption():
+    assert load_settings({**NO_GATE, "vrrp": {"preemptDelay": 2.5}}, stack="dev").vrrp.preempt_delay == 2.5
+    assert load_settings({**NO_GATE, "vrrp": {"preemptDelay": 0}}, stack="dev").vrrp.preempt_delay == 0
+    assert load_settings({**NO_GATE, "vrrp": {"preempt": False}}, stack="dev").vrrp.preempt_delay == 0
+    weighted = {**NO_GATE, "loadBalancers": reference_priority_load_balancers(), "vrrp": {"checkWeight": 2}}
+    assert load_settings(weighted, stack="dev").vrrp.preempt_delay == 0
 
 
 @pytest.mark.parametrize("raw, key, fragments", [
@@ -85,14 +95,26 @@ def test_fast_profile_uses_vrrpv3_with_sub_second_adverts():
     ({"vrrp": {"profile": "turbo"}}, "vrrp.profile", ["classic, fast"]),
     ({"vrrp": {"checkInterval": 0}}, "vrrp.checkInterval", ["1 to 3600"]),
     ({"vrrp": {"checkWeight": 1}}, "vrrp.checkWeight", ["priority gap"]),
+    ({"vrrp": {"checkWeight": 2}}, "vrrp.checkWeight", ["expected at most 0", "lb01's priority 254", "within 254"]),
     ({"vrrp": {"checkWeight": 2, "preempt": False}}, "vrrp.checkWeight", ["expected 0 when vrrp.preempt is false"]),
     ({"vrrp": {"trackProcess": "yes"}}, "vrrp.trackProcess", ["true or false"]),
+    ({"vrrp": {"preemptDelay": 1001}}, "vrrp.preemptDelay", ["1001", "0 to 1000"]),
+    ({"vrrp": {"preemptDelay": "soon"}}, "vrrp.preemptDelay", ["soon", "0 to 1000"]),
+    ({"vrrp": {"preemptDelay": 5, "preempt": False}}, "vrrp.preemptDelay", ["expected 0 (or unset) when vrrp.preempt is false"]),
+    ({"vrrp": {"preemptDelay": 5, "checkWeight": 2}, "loadBalancers": reference_priority_load_balancers()},
+     "vrrp.preemptDelay", ["with vrrp.checkWeight", "delay every failover"]),
     ({"vrrp": {"unicats": True}}, "vrrp.unicats", ["unknown setting"]),
     ({"httpPort": 70000}, "httpPort", ["1 to 65535"]),
     ({"httpPort": 0}, "httpPort", ["1 to 65535"]),
     ({"statsPort": 80}, "statsPort", ["different from httpPort"]),
     ({"webHttpsPort": 8080}, "webHttpsPort", ["different from webHttpPort"]),
     ({"httpsPort": 22}, "httpsPort", ["SSH"]),
+    ({"metricsPort": 70000}, "metricsPort", ["70000", "1 to 65535"]),
+    ({"metricsPort": "8405x"}, "metricsPort", ["8405x", "whole number"]),
+    ({"metricsPort": 9000}, "metricsPort", ["9000", "different from statsPort"]),
+    ({"metricsPort": 9100}, "metricsPort", ["9100", "prometheus-node-exporter listens there"]),
+    ({"statsPort": 9100}, "statsPort", ["9100", "prometheus-node-exporter listens there"]),
+    ({"webHttpPort": 9100}, "webHttpPort", ["9100", "prometheus-node-exporter", "web server"]),
     ({"networkMode": "bridge"}, "networkMode", ["nat, isolated"]),
     ({"networkMode": "isolated"}, "installPackages", ["isolated"]),
     ({"domainType": "xen"}, "domainType", ["kvm, qemu"]),
@@ -158,3 +180,8 @@ def test_the_gate_needs_someone_to_log_in():
 
     assert_problem({"waitForReady": True, "sshPrivateKey": test_key_pair()[0], "sshPublicKeys": []},
                    "sshPublicKeys", "readiness gate")
+
+
+def test_metrics_port_defaults_to_the_port_haproxys_documentation_uses():
+    assert load_settings(NO_GATE, stack="dev").metrics_port == 8405
+    assert load_settings({**NO_GATE, "metricsPort": 9405}, stack="dev").metrics_port == 9405

@@ -229,7 +229,7 @@ def test_a_program_change_at_the_base_ref_is_reviewed_with_each_side_s_own_progr
 def test_with_the_readiness_gate_off_a_config_change_is_not_applied_and_the_review_says_so(repo):
     repo.set_config("waitForReady", False)
     repo.commit("gate off")
-    repo.set_config("statsPort", 9100)
+    repo.set_config("statsPort", 9001)
     code, out, _ = repo.diff("--base", "HEAD")
     assert code == CHANGES
     items = plan_items(out)

@@ -40,7 +40,7 @@ RECIPE = {
         # cloud-init and access
         "cloud-init", "cloud-guest-utils", "openssh-server", "qemu-guest-agent",
         # the roles (installPackages: false): load balancers and web servers
-        "haproxy", "keepalived", "nftables", "nginx", "openssl", "curl",
+        "haproxy", "keepalived", "nftables", "nginx", "openssl", "curl", "prometheus-node-exporter",
     ]),
     "files": {
         "/etc/fstab": "LABEL=rootfs / ext4 defaults,errors=remount-ro 0 1\n",

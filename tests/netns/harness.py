@@ -18,7 +18,9 @@ scripts run as that user (`as_login_user`), so whatever needs root must go throu
 ends every process and the kernel's runtime state, then starts only what boot would.
 
 Web servers are stand-ins (tests/netns/web_standin.py) answering on the configured ports with their
-name, HTTPS with a throwaway certificate. Processes are stopped by pid; killing a host's namespace
+name, HTTPS with a throwaway certificate; with `NetnsLab(..., nginx=True)` they are real nginx instead
+(Debian's nginx.conf, the rendered site and the certificate its activate script makes), for the
+throughput benchmark. Processes are stopped by pid; killing a host's namespace
 init ends everything in that host.
 """
 
@@ -215,7 +217,8 @@ class LoadRun:
 
     def results(self) -> list[dict]:
         lines = self.output.read_text().splitlines() if self.output.exists() else []
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        # A line cut short by the loop's stop is not a result.
+        return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
 
 
 @dataclasses.dataclass
@@ -292,6 +295,14 @@ class VipWatch:
                             found.append((max(a_start, b_start), min(a_end, b_end)))
         return found
 
+    def handover_gap(self, leaving: str, taking: str) -> Optional[float]:
+        """Seconds from `leaving` dropping the VIP to `taking` adding it: negative when `taking` added it first
+        (an overlapping handover); None if either event was not seen."""
+        held = self.intervals()
+        dropped = next((end for _, end in held[leaving] if end < self.ended), None)
+        added = next((start for start, _ in held[taking] if not (self.initial[taking] and start == self.started)), None)
+        return None if dropped is None or added is None else added - dropped
+
     def moves(self) -> int:
         """How many times the VIP was added anywhere during the watch."""
         return sum(len(spans) for spans in self.intervals().values()) - sum(self.initial.values())
@@ -300,7 +311,11 @@ class VipWatch:
 class NetnsLab:
     """Build with `with NetnsLab(config) as lab:`; teardown runs even when setup fails halfway."""
 
-    def __init__(self, config: dict[str, Any], stack: str = "netns"):
+    def __init__(self, config: dict[str, Any], stack: str = "netns", nginx: bool = False,
+                 client_on_backend: bool = False):
+        # nginx: real nginx on the web servers instead of the stand-in. client_on_backend: the client also
+        # gets a leg on the backend network, so one client can reach a web server straight (benchmarks).
+        self.nginx, self.client_on_backend = nginx, client_on_backend
         self.config = dict(config)
         self.settings: LabSettings = load_settings(self.config, stack)
         self.program = run_program(self.config, stack=stack)
@@ -315,9 +330,12 @@ class NetnsLab:
         self.ports: dict[str, str] = {}  # "host/interface" -> switch port
         self._private_mounts: dict[str, str] = {}  # load balancer -> its setup lines for /etc
         self.loads: list[LoadRun] = []
+        self.strangers: dict[str, str] = {}  # add_stranger's hosts on the frontend network -> their address
         used = {str(nic.address) for host in self.hosts.values() for nic in host.nics} | {str(self.settings.vip)}
         candidates = (str(a) for a in reversed(list(self.settings.frontend.network.hosts())))
         self.client_address = next(a for a in candidates if a not in used)
+        backend_candidates = (str(a) for a in reversed(list(self.settings.backend.network.hosts())))
+        self.client_backend_address = next(a for a in backend_candidates if a not in used)
 
     # -- names -------------------------------------------------------------------------------
 
@@ -380,7 +398,7 @@ class NetnsLab:
                 load.process.wait(timeout=5)
         for host in self.namespace_hosts.values():
             host.stop()
-        for name in [*self.hosts, CLIENT_HOST, SWITCH]:
+        for name in [*self.hosts, CLIENT_HOST, *self.strangers, SWITCH]:
             run(["ip", "netns", "del", self.netns(name)], check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -395,6 +413,9 @@ class NetnsLab:
                  for name, host in self.hosts.items() for nic in host.nics]
         wired.append((CLIENT_HOST, self.settings.frontend.interface, "frontend",
                       self.settings.frontend.interface_address(IPv4Address(self.client_address)), None))
+        if self.client_on_backend:
+            wired.append((CLIENT_HOST, self.settings.backend.interface, "backend",
+                          self.settings.backend.interface_address(IPv4Address(self.client_backend_address)), None))
         for index, (name, interface, role, cidr, mac) in enumerate(wired):
             netns = self.netns(name)
             if not pathlib.Path(f"/run/netns/{netns}").exists():
@@ -408,6 +429,25 @@ class NetnsLab:
                 run(["ip", "-n", netns, "link", "set", interface, "address", mac])
             run(["ip", "-n", netns, "addr", "add", cidr, "dev", interface])
             run(["ip", "-n", netns, "link", "set", interface, "up"])
+
+    def add_stranger(self, name: str) -> str:
+        """A host no config knows of, plugged into the frontend network (a bare network namespace, run things
+        in it with `ip netns exec`): its address, the highest free one below the client's."""
+        taken = {str(nic.address) for host in self.hosts.values() for nic in host.nics}
+        taken |= {self.vip, self.client_address, *self.strangers.values()}
+        address = next(str(a) for a in reversed(list(self.settings.frontend.network.hosts())) if str(a) not in taken)
+        netns, interface = self.netns(name), self.settings.frontend.interface
+        run(["ip", "netns", "add", netns])
+        self.strangers[name] = address
+        run(["ip", "-n", netns, "link", "set", "lo", "up"])
+        port = f"port-{name}"
+        self.ports[f"{name}/{interface}"] = port
+        run(["ip", "-n", self.netns(SWITCH), "link", "add", port, "type", "veth", "peer", "name", interface, "netns", netns])
+        run(["ip", "-n", self.netns(SWITCH), "link", "set", port, "master", self.settings.frontend.role, "up"])
+        run(["ip", "-n", netns, "addr", "add",
+             self.settings.frontend.interface_address(IPv4Address(address)), "dev", interface])
+        run(["ip", "-n", netns, "link", "set", interface, "up"])
+        return address
 
     def _rendered_root(self, host: str) -> pathlib.Path:
         return self.rendered / host / "files"
@@ -460,6 +500,8 @@ class NetnsLab:
         return "\n".join([
             "mount -t tmpfs -o mode=0755 ha-lb-run /run",
             "mkdir -p /run/haproxy",
+            # The notify script's metrics directory: each load balancer's own, never the test host's.
+            "mkdir -p /var/lib/prometheus && mount -t tmpfs -o mode=0755 ha-lb-var-prometheus /var/lib/prometheus",
             f"mount --bind {SYSTEMCTL_STANDIN} /usr/bin/systemctl",
             self._bind_rendered_files(name),
             self._private_mounts[name],
@@ -499,7 +541,32 @@ class NetnsLab:
                    "    if [ -e /etc/systemd/system/multi-user.target.wants/$unit.service ]; then systemctl start $unit; fi\n"
                    "done")
 
+    def _start_nginx_web_server(self, name: str) -> None:
+        """A web server as its VM runs it: Debian's nginx.conf with the rendered site, the certificate made
+        by the rendered activate script's own lines (those before its first `systemctl`: there is no
+        nginx unit in the systemctl stand-in), then what its `systemctl restart nftables nginx` does."""
+        host = NamespaceHost(name, self.netns(name))
+        self.namespace_hosts[name] = host
+        private = self.workdir / name
+        for directory in ("ssl-certs", "ssl-private", "nginx-log"):
+            (private / directory).mkdir(parents=True)
+        (private / "ssl-private").chmod(0o700)
+        shutil.copytree("/etc/nginx/sites-enabled", private / "sites-enabled", symlinks=True)
+        host.start("\n".join([
+            "mount -t tmpfs -o mode=0755 ha-lb-run /run",
+            self._bind_rendered_files(name),
+            f"mount --bind {private / 'ssl-certs'} {os.path.dirname(PATHS.tls_certificate)}",
+            f"mount --bind {private / 'ssl-private'} {os.path.dirname(PATHS.tls_key)}",
+            f"mount --bind {private / 'sites-enabled'} /etc/nginx/sites-enabled",
+            f"mount --bind {private / 'nginx-log'} /var/log/nginx",
+        ]))
+        host.shell(f"sh -eu -c \"$(sed '/^systemctl /,$d' {PATHS.activate})\"")
+        host.exec(["nft", "-f", PATHS.nftables])
+        self.start_web(name)
+
     def _start_web_server(self, name: str) -> None:
+        if self.nginx:
+            return self._start_nginx_web_server(name)
         host = NamespaceHost(name, self.netns(name))
         self.namespace_hosts[name] = host
         directory = self.workdir / name
@@ -516,10 +583,15 @@ class NetnsLab:
     def start_web(self, name: str) -> None:
         host, address = self.host(name), self.hosts[name].address
         directory = self.workdir / name
-        subprocess.Popen(host.command(
-            [sys.executable, str(WEB_STANDIN), name, str(address), str(self.settings.web_http_port),
-             str(self.settings.web_https_port), str(directory / "cert.pem"), str(directory / "key.pem"),
-             "/run/web.pid"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.nginx:  # as Debian's nginx.service starts it; /run/web.pid names its master
+            host.exec(["nginx", "-t", "-q", "-g", "daemon on; master_process on;"])
+            host.exec(["nginx", "-g", "daemon on; master_process on;"])
+            host.shell("ln -sf nginx.pid /run/web.pid")
+        else:
+            subprocess.Popen(host.command(
+                [sys.executable, str(WEB_STANDIN), name, str(address), str(self.settings.web_http_port),
+                 str(self.settings.web_https_port), str(directory / "cert.pem"), str(directory / "key.pem"),
+                 "/run/web.pid"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: host.exec(["test", "-s", "/run/web.pid"], check=False).returncode == 0, 10,
                    f"{name}'s web stand-in")
         wait_until(lambda: host.exec(["python3", "-c", (
@@ -527,11 +599,15 @@ class NetnsLab:
             str(address), str(self.settings.web_http_port)], check=False).returncode == 0, 10, f"{name} listening")
 
     def kill_web(self, name: str) -> None:
+        if self.nginx:  # nginx's workers outlive a killed master: every nginx process of this host
+            self.host(name).shell("kill -KILL $(pidof nginx) && rm /run/web.pid /run/nginx.pid")
+            return
         self.host(name).shell("kill -KILL $(cat /run/web.pid) && rm /run/web.pid")
 
     def web_certificate_sha256(self, name: str) -> str:
         """The fingerprint a client sees when its TLS session ends at this web server."""
-        pem = (self.workdir / name / "cert.pem").read_text()
+        pem = (self.workdir / name / ("ssl-certs/" + os.path.basename(PATHS.tls_certificate) if self.nginx
+                                      else "cert.pem")).read_text()
         body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
         return hashlib.sha256(base64.b64decode(body)).hexdigest()
 
