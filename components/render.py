@@ -26,6 +26,12 @@ PACKAGES = {
     WEB_SERVER: ("nginx", "openssl", "curl", "nftables", "qemu-guest-agent", "prometheus-node-exporter"),
 }
 
+# The services each role runs (what `python -m components.status` reports on).
+SERVICES = {
+    LOAD_BALANCER: ("haproxy", "keepalived", "nftables", "prometheus-node-exporter"),
+    WEB_SERVER: ("nginx", "nftables", "prometheus-node-exporter"),
+}
+
 # The states keepalived passes to a `notify` script for an instance (keepalived.conf(5): "notify"; DELETED
 # only with notify_deleted, which the lab does not set), in the order the metrics list them.
 VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
@@ -36,6 +42,7 @@ class GuestPaths:
     """Where things live on the guests (Debian layout), named once."""
 
     haproxy: str = "/etc/haproxy/haproxy.cfg"
+    haproxy_socket: str = "/run/haproxy/admin.sock"  # Debian's; the status view reads `show stat` there
     keepalived: str = "/etc/keepalived/keepalived.conf"
     sysctl: str = "/etc/sysctl.d/60-ha-lb.conf"
     nftables: str = "/etc/nftables.conf"
@@ -190,7 +197,8 @@ def scrape_targets(settings: LabSettings) -> dict[str, list[str]]:
 
 
 def render_haproxy_cfg(settings: LabSettings, stats_password_hash: str) -> str:
-    return _render("haproxy.cfg.j2", lab=settings, stats_password_hash=stats_password_hash)
+    return _render("haproxy.cfg.j2", lab=settings, stats_password_hash=stats_password_hash,
+                   stats_socket=PATHS.haproxy_socket)
 
 
 def render_sysctl_conf(settings: LabSettings) -> str:

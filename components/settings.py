@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import ipaddress
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -741,3 +742,13 @@ def default_ssh_public_keys(home: str) -> list[str]:
         if text:
             keys.append(text)
     return keys
+
+
+def load_user_settings(raw: Mapping[str, Any], stack: str, provider_uri: Optional[str] = None) -> LabSettings:
+    """load_settings as the program calls it for the user running it: their ~/.ssh keys as the key defaults,
+    and the libvirt URI from `libvirt:uri` (the provider's own key, `provider_uri`), then LIBVIRT_DEFAULT_URI
+    (the provider's only fallback), then ours."""
+    home = os.path.expanduser("~")
+    return load_settings(raw, stack=stack, default_ssh_keys=default_ssh_public_keys(home),
+                         default_private_key=default_ssh_private_key(home),
+                         default_libvirt_uri=provider_uri or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_LIBVIRT_URI)

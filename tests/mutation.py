@@ -29,7 +29,7 @@ FAST_TESTS = (  # quickest first: with -x a mutant is reported at its first fail
     "tests/test_rollout_privileges.py", "tests/test_haproxy_live.py", "tests/test_firewall_live.py",
     "tests/test_nginx_live.py", "tests/test_program.py", "tests/test_day2_plan.py", "tests/test_graph_promises.py",
     "tests/test_promises.py", "tests/test_review_workflow.py", "tests/test_real_tools.py", "tests/test_gate.py",
-    "tests/test_readiness_wait.py", "tests/test_stack_diff.py",
+    "tests/test_readiness_wait.py", "tests/test_stack_diff.py", "tests/test_lab_tools.py",
 )
 COPY_IGNORE = shutil.ignore_patterns(".git", "__pycache__", ".pytest_cache", "golden", "venv", "rendered")
 
@@ -132,6 +132,10 @@ MUTANTS = (
     Mutant("default-priorities-of-the-reference", "components/settings.py",
            '"backendAddress": "192.168.80.12", "priority": 253}', '"backendAddress": "192.168.80.12", "priority": 99}',
            "the backup takes over milliseconds after the master resigns (skew time)"),
+    Mutant("status-blind-to-split-brain", "components/status.py", "elif len(holders) > 1:", "elif len(holders) > 2:",
+           "two load balancers holding the VIP make the status view exit 2"),
+    Mutant("drill-on-an-unhealthy-lab", "components/drill.py", "if before.level != OK or before.holder is None:",
+           "if before.holder is None:", "the drill refuses to break a lab that is not healthy first"),
     Mutant("review-shows-hashes", "components/review.py", "    return _CRYPT_HASH.sub(HASH_MARKER, text)",
            "    return text", "no secret reaches a pull-request comment"),
     Mutant("review-misses-secret-changes", "components/stack_diff.py",

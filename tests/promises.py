@@ -43,7 +43,11 @@ ALL_DOWN_503_SECONDS = 0.5
 # "VM end-to-end test": a lost node (a VM powered off or rebooted) with the classic timing, as the host's
 # client sees it on the emulated VMs (0.25 s timeouts, two requests in flight): seconds.
 REBUILD_LONGEST_OUTAGE = 4.5
-# HAProxy killed on the master, event-driven track, as that client sees it on the emulated VMs (seconds).
-VM_EVENT_HAPROXY_DEATH_OUTAGE = 1.0
+# The master resigns (HAProxy killed, event-driven track; keepalived stopped), as that client sees it on the
+# emulated VMs (seconds).
+VM_RESIGNATION_OUTAGE = 1.0
+# A failback on the emulated VMs: the requests in flight across the handover (two) and those a guest that has
+# just taken the VIP answers after the client's 0.25 s timeout.
+VM_FAILBACK_FAILED_REQUESTS = 8
 # The same for the fast profile's lost link on the emulated VMs (seconds).
 VM_FAST_LINK_LOSS_OUTAGE = 1.0
