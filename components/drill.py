@@ -32,9 +32,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from .lab_access import Lab, LabAccessError, Ssh, VipHolders, VipPoller, wait_until
+from .lab_access import Lab, LabAccessError, Ssh, VipHolders, VipPoller, holds_vip, wait_until
 from .settings import FRONTEND_INTERFACE
-from .status import LEVELS, OK, add_stack_arguments, format_status, lab_status, with_lab
+from .status import LEVELS, OK, add_stack_arguments, format_status, lab_status, table_lines, with_lab
 
 FAULTS = ("haproxy", "keepalived", "link", "reboot")
 # Upper bounds for a whole drill (fault, failover, repair, failback), chosen for emulated guests, where a
@@ -102,11 +102,6 @@ def repair_command(fault: str) -> Optional[str]:
     return None
 
 
-def holds_vip(lab: Lab, ssh: Ssh, name: str) -> bool:
-    result = ssh.run(lab.load_balancers[name], f"ip -o -4 addr show dev {FRONTEND_INTERFACE}", timeout=15)
-    return result.returncode == 0 and f" {lab.vip}/" in result.stdout
-
-
 def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DOWN_SECONDS,
               wait_healthy: float = 0, log=print) -> tuple[Optional[DrillResult], int]:
     """(result, exit status). The result is None when the drill refused to start (the lab not healthy, after
@@ -160,7 +155,7 @@ def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DO
             # The holder's return happened while its event stream was cut (a reboot): it counts from when `ip`
             # over SSH (or the status view) saw it, later than it happened; its failback is not counted.
             moves.append((vip_back_seen or healthy_at or time.monotonic(), final_holder))
-        first_other = next(((at, name) for at, name in moves if name != master), (None, None))
+        first_other = moves[0] if moves else (None, None)  # a move is always to another node than the last
         first_failure = poller.first_failure(started)
         drill = DrillResult(
             fault=fault, master=master, took_over=first_other[1],
@@ -187,13 +182,12 @@ def _wait_for_the_master(lab: Lab, ssh: Ssh, holders: VipHolders, master: str, d
     asked = time.monotonic()
     while time.monotonic() < deadline:
         now = time.monotonic()
-        if not any(holders.holder_at(name, now) for name in others):
-            if holders.holder_at(master, now):
-                return holders.held_since(master, now)
-            if now - asked >= MASTER_CHECK_SECONDS:
-                asked = now
-                if holds_vip(lab, ssh, master):
-                    return time.monotonic()
+        if holders.held_alone(master, now):
+            return holders.held_since(master, now)
+        if not any(holders.holder_at(name, now) for name in others) and now - asked >= MASTER_CHECK_SECONDS:
+            asked = now
+            if holds_vip(ssh, lab.load_balancers[master], lab.vip, FRONTEND_INTERFACE):
+                return time.monotonic()
         time.sleep(0.2)
     return None
 
@@ -240,8 +234,7 @@ def format_result(drill: DrillResult) -> str:
          f"{drill.outage:.2f}", f"{drill.longest_outage:.2f}", f"{drill.failed} of {drill.sent}", " -> ".join(drill.holders_seen),
          _seconds(drill.both_held), _seconds(drill.back_after) if drill.back_after is not None else "not reached"],
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join(" | ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(table_lines(rows, separator=" | "))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -271,6 +271,12 @@ class VipPoller:
         return float("inf") if first is not None else longest
 
 
+def holds_vip(ssh: Ssh, address: str, vip: str, interface: str) -> bool:
+    """Whether the node at `address` holds the VIP now, by one `ip` over SSH (False when it does not answer)."""
+    result = ssh.run(address, f"ip -o -4 addr show dev {shlex.quote(interface)}", timeout=15)
+    return result.returncode == 0 and f" {vip}/" in result.stdout
+
+
 class VipHolders:
     """Follows, on each load balancer, whether it holds the VIP: `ip -br addr show` once, then
     `ip monitor address` (event-driven: no polling load on slow guests), streamed over SSH and stamped with
@@ -350,6 +356,11 @@ class VipHolders:
         if self.holder_at(name, since):
             return since
         return next((at for at, held in self.reports[name] if at >= since and held), None)
+
+    def held_alone(self, name: str, moment: float) -> bool:
+        """Whether, by the latest reports at `moment`, `name` held the VIP and no other load balancer did."""
+        return bool(self.holder_at(name, moment)) and not any(
+            self.holder_at(other, moment) for other in self.reports if other != name)
 
     def held_since(self, name: str, moment: float) -> Optional[float]:
         """When `name`'s current run of holding the VIP (at `moment`) began, by its reports."""

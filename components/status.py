@@ -206,9 +206,10 @@ def _ago(since: Optional[float], clock: Optional[float]) -> str:
     return f"since {stamp} ({f'{hours}h ' if hours else ''}{rest // 60}m {rest % 60}s ago)"
 
 
-def _table(rows: list[list[str]]) -> list[str]:
+def table_lines(rows: list[list[str]], separator: str = "  ") -> list[str]:
+    """Rows as aligned text columns."""
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return [separator.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
 
 def format_status(status: LabStatus) -> str:
@@ -227,7 +228,7 @@ def format_status(status: LabStatus) -> str:
         last = "; ".join(_ago(i.since, node.clock) for i in node.vrrp if i.since is not None)
         rows.append([node.name, node.address, "held" if node.holds_vip else "-", vrrp,
                      *[node.services.get(unit, "?") for unit in units], last])
-    lines += _table(rows)
+    lines += table_lines(rows)
     servers = sorted({(s.proxy, s.server) for node in lbs for s in node.servers})
     if servers:
         lines.append("")
@@ -235,14 +236,14 @@ def format_status(status: LabStatus) -> str:
         for proxy, server in servers:
             rows.append([f"{proxy}/{server}", *[
                 next((s.status for s in node.servers if (s.proxy, s.server) == (proxy, server)), "?") for node in lbs]])
-        lines += _table(rows)
+        lines += table_lines(rows)
     if webs:
         units = list(SERVICES[webs[0].role])
         lines.append("")
         rows = [["web server", "address", *units]]
         rows += [[node.name, node.address, *([node.services.get(unit, "?") for unit in units] if node.reachable
                                              else ["?"] * len(units))] for node in webs]
-        lines += _table(rows)
+        lines += table_lines(rows)
     if status.problems:
         lines += ["", "problems:"] + [f"  {problem}" for problem in status.problems]
     return "\n".join(lines)

@@ -35,7 +35,7 @@ from tests.conftest import require, require_root, require_tools
 from tests.e2e import host_guard, image, libvirt_daemon
 from tests.e2e.config import POOL_PATH, STACK, e2e_config
 from components.drill import fault_command
-from components.lab_access import Ssh, VipHolders, VipPoller, http_get, timeline
+from components.lab_access import Ssh, VipHolders, VipPoller, holds_vip, http_get, timeline
 from tests.e2e.guest import tls_peer_common_name
 from tests.e2e.image_server import ImageServer
 from tests.engine import build
@@ -91,8 +91,7 @@ class E2ELab:
         return self.address(name)
 
     def holds_vip(self, name: str) -> bool:
-        result = self.ssh.run(self.lb(name), f"ip -br addr show {FRONTEND_INTERFACE}", timeout=20)
-        return f" {self.vip}/" in f" {result.stdout}"
+        return holds_vip(self.ssh, self.lb(name), self.vip, FRONTEND_INTERFACE)
 
     def wait_vip_on(self, name: str, limit: float = 30) -> float:
         """Seconds until `name` (alone) holds the VIP; fails after `limit`."""
@@ -238,10 +237,7 @@ def test_the_stats_page_wants_the_password(e2e):
 def _vip_watch(e2e: E2ELab, limit: int) -> VipHolders:
     lbs = {lb.name: str(lb.address) for lb in e2e.settings.load_balancers}
     holders = VipHolders(e2e.ssh, lbs, e2e.vip, FRONTEND_INTERFACE, limit=limit)
-    deadline = time.monotonic() + 20
-    while not holders.ready() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert holders.ready(), "no `ip monitor` stream from the load balancers"
+    assert holders.wait_ready(), "no `ip monitor` stream from the load balancers"
     time.sleep(1)  # the monitors are listening
     return holders
 
@@ -396,8 +392,7 @@ def test_failover_when_haproxy_dies_on_the_master(e2e, tmp_path):
             t2 = time.monotonic()  # the repair is done: `systemctl start` returned with HAProxy ready
             # Watched by the events alone: polling the guests over SSH would load the one taking the VIP.
             deadline = t2 + 60
-            while not (holders.holder_at("lb01", time.monotonic()) and not holders.holder_at("lb02", time.monotonic())) \
-                    and time.monotonic() < deadline:
+            while not holders.held_alone("lb01", time.monotonic()) and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(3)
             assert holders.first_held("lb01", t2) is not None, "lb01 did not take the VIP back"
