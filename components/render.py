@@ -259,6 +259,7 @@ def render_cloud_init(settings: LabSettings, host: Host, files: tuple[GuestFile,
         lab_name=settings.lab_name,
         ssh_public_keys=settings.ssh_public_keys,
         packages=PACKAGES[host.role] if settings.install_packages else (),
+        package_mirror=settings.package_mirror,
         files=files,
         activate_path=PATHS.activate,
     )

@@ -23,9 +23,13 @@ PROJECT = "ha-lb"
 FRONTEND_INTERFACE = "frontend"
 BACKEND_INTERFACE = "backend"
 
-DEFAULT_BASE_IMAGE = (
-    "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-generic-amd64.qcow2"
-)
+# Short names for the official Debian generic cloud images (cloud.debian.org: "generic" is the image for
+# any hypervisor, with cloud-init and netplan; "latest" is the newest point release's build).
+KNOWN_BASE_IMAGES = {
+    "debian-13": "https://cloud.debian.org/images/cloud/trixie/latest/debian-13-generic-amd64.qcow2",
+    "debian-12": "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-generic-amd64.qcow2",
+}
+DEFAULT_BASE_IMAGE = "debian-13"  # Debian's stable release (12 is oldstable)
 
 # The libvirt connection when neither `ha-lb:libvirtUri` nor `libvirt:uri` is set: the provider itself
 # has no default (terraform-provider-libvirt 0.8.1 libvirt/provider.go: `uri` required, only
@@ -41,6 +45,9 @@ _LIBVIRT_URI = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[^\s]*$")
 
 NETWORK_MODES = ("nat", "isolated")
 DOMAIN_TYPES = ("kvm", "qemu")
+# The readiness wait's default per domainType: software emulation (qemu) is slow; measured there, one VM
+# whose cloud-init installs the roles' packages took 700-820 s to be ready (two VMs booting on two cores).
+READY_TIMEOUT = {"kvm": 900, "qemu": 1800}
 VRRP_PROFILES = ("classic", "fast")
 
 # VRRP timing per profile. "classic" is the reference setup; "fast" uses VRRPv3, whose advert interval
@@ -143,6 +150,15 @@ class Vrrp:
 
 
 @dataclass(frozen=True)
+class PackageMirror:
+    """Where the guests' apt takes packages from: a Debian archive and its security archive (what
+    cloud-init's `apt: primary` and `apt: security` point at)."""
+
+    archive: str
+    security: str
+
+
+@dataclass(frozen=True)
 class MachineSize:
     vcpus: int
     memory_mib: int
@@ -175,6 +191,8 @@ class LabSettings:
     machine: MachineSize
     ssh_public_keys: tuple[str, ...]
     install_packages: bool
+    # None: the image's own apt sources.
+    package_mirror: Optional[PackageMirror]
     # Readiness gate and in-place rollouts (over SSH).
     wait_for_ready: bool
     ssh_user: str
@@ -354,10 +372,12 @@ DEFAULTS: dict[str, Any] = {
     "diskGiB": 10,
     "sshPublicKeys": None,  # default: the user's own public keys, found by the caller
     "installPackages": True,
+    "packageMirror": None,  # default: the image's own apt sources (deb.debian.org on Debian's images)
     "waitForReady": True,
     "sshUser": "debian",  # the default user of Debian cloud images
     "sshPrivateKey": None,  # key text or a path; default: the user's own private key, found by the caller
-    "readyTimeout": 900,  # seconds per VM: boot, cloud-init and service checks (software emulation is slow)
+    # Seconds per VM: boot, cloud-init and service checks. Default: READY_TIMEOUT per domainType.
+    "readyTimeout": None,
     "libvirtUri": None,  # default: `libvirt:uri`, then LIBVIRT_DEFAULT_URI, then qemu:///system (the caller's)
 }
 
@@ -417,9 +437,10 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
     vrrp = _parse_vrrp(problems, given["vrrp"], load_balancers)
 
     domain_type = _as_choice(problems, "domainType", given["domainType"], DOMAIN_TYPES)
-    base_image = given["baseImage"]
+    base_image = KNOWN_BASE_IMAGES.get(given["baseImage"], given["baseImage"])
     if not isinstance(base_image, str) or not (base_image.startswith(("/", "http://", "https://"))):
-        problems.add("baseImage", base_image, "expected an absolute path or an http(s) URL of a cloud image")
+        problems.add("baseImage", base_image, f"expected {', '.join(KNOWN_BASE_IMAGES)}, an absolute path or an "
+                     "http(s) URL of a cloud image")
     pool_path = given["pool"] if given["pool"] is not None else f"/var/lib/libvirt/images/{PROJECT}-{stack}"
     if not isinstance(pool_path, str) or not pool_path.startswith("/") or pool_path.rstrip("/") in ("", "/var", "/var/lib"):
         problems.add("pool", pool_path, "expected an absolute directory path for the lab's own storage pool")
@@ -432,15 +453,20 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
 
     ssh_keys = _parse_ssh_keys(problems, given["sshPublicKeys"], default_ssh_keys)
     install_packages = _as_bool(problems, "installPackages", given["installPackages"])
-    if install_packages and network_mode == "isolated":
+    package_mirror = _parse_package_mirror(problems, given["packageMirror"], backend, network_mode)
+    if install_packages and network_mode == "isolated" and package_mirror is None \
+            and not any(p.startswith("packageMirror") for p in problems.items):
         problems.items.append(
-            "installPackages: true cannot work with networkMode 'isolated' (guests have no route out); "
-            "use networkMode 'nat', or an image that carries the packages with installPackages false"
+            "installPackages: true cannot work with networkMode 'isolated' and no packageMirror (guests reach "
+            f"only the host); set packageMirror to a mirror served at the host's backend address "
+            f"{backend.gateway}, use networkMode 'nat', or an image that carries the packages with "
+            "installPackages false"
         )
 
     wait_for_ready = _as_bool(problems, "waitForReady", given["waitForReady"])
     ssh_user = _as_text(problems, "sshUser", given["sshUser"], r"[a-z_][a-z0-9_-]{0,31}", "expected a Linux user name")
-    ready_timeout = _as_int(problems, "readyTimeout", given["readyTimeout"], 60, 7200)
+    ready_timeout = (_as_int(problems, "readyTimeout", given["readyTimeout"], 60, 7200)
+                     if given["readyTimeout"] is not None else READY_TIMEOUT.get(domain_type or "kvm"))
     ssh_private_key = _parse_private_key(problems, given["sshPrivateKey"], default_private_key)
     # No key given and none in ~/.ssh: the stack generates one (its public half joins sshPublicKeys).
     if wait_for_ready and ssh_private_key is not None and not ssh_keys \
@@ -480,12 +506,55 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
         machine=machine,
         ssh_public_keys=ssh_keys,
         install_packages=install_packages,
+        package_mirror=package_mirror,
         wait_for_ready=bool(wait_for_ready),
         ssh_user=ssh_user or "debian",
         ssh_private_key=ssh_private_key,
         ready_timeout=ready_timeout or 900,
         libvirt_uri=libvirt_uri,
     )
+
+
+_MIRROR_URL = re.compile(r"^(https?)://([A-Za-z0-9.-]+(?::[^/\s?#@]*)?)(/[^\s?#]*)?$")
+
+
+def _parse_package_mirror(problems: _Problems, value: Any, backend: LabNetworkPlan,
+                          network_mode: Optional[str]) -> Optional[PackageMirror]:
+    """`packageMirror`: the URL of a Debian archive mirror (its security archive beside it, `<URL>-security`,
+    as on deb.debian.org and in apt-cacher-ng's and debmirror's layouts), or {archive, security}."""
+    value = _decode(value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        given = {"archive": value.rstrip("/"), "security": value.rstrip("/") + "-security"}
+        keys = {"archive": "packageMirror", "security": "packageMirror (its security archive, <URL>-security)"}
+    elif isinstance(value, Mapping):
+        _check_keys(problems, "packageMirror.", value, ("archive", "security"))
+        given = {key: value.get(key) for key in ("archive", "security")}
+        keys = {key: f"packageMirror.{key}" for key in given}
+    else:
+        problems.add("packageMirror", value, "expected the URL of a Debian archive mirror (e.g. "
+                     "http://192.168.80.1:3142/debian) or {archive: URL, security: URL}")
+        return None
+    found = {}
+    for key, url in given.items():
+        match = _MIRROR_URL.fullmatch(url) if isinstance(url, str) else None
+        if not match:
+            problems.add(keys[key], url, "expected an http:// or https:// URL without spaces, query or user "
+                         "(e.g. http://192.168.80.1:3142/debian)")
+            continue
+        host, _, port = match.group(2).partition(":")
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            problems.add(keys[key], url, "expected a port from 1 to 65535 after the host")
+            continue
+        if network_mode == "isolated" and host != str(backend.gateway):
+            problems.add(keys[key], url, f"with networkMode 'isolated' the guests reach only the host: expected a "
+                         f"mirror served at the host's backend address {backend.gateway} (every VM has an "
+                         "address on the backend network)")
+        found[key] = url.rstrip("/")
+    if len(found) != 2:
+        return None
+    return PackageMirror(archive=found["archive"], security=found["security"])
 
 
 def _parse_load_balancers(problems: _Problems, value: Any) -> list[LoadBalancer]:

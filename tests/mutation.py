@@ -127,7 +127,7 @@ MUTANTS = (
            "delete_before_replace=False)", "fixed libvirt names: the old object goes first"),
     Mutant("dial-limit-outlasts-ready-timeout", "components/commands.py", "return limit", "return limit + 5",
            "the readiness wait is bounded by readyTimeout"),
-    Mutant("port-range-unchecked", "components/settings.py", "65535", "99999",
+    Mutant("port-range-unchecked", "components/settings.py", "given[key], 1, 65535)", "given[key], 1, 99999)",
            "a bad port is refused with the setting named"),
     Mutant("default-priorities-of-the-reference", "components/settings.py",
            '"backendAddress": "192.168.80.12", "priority": 253}', '"backendAddress": "192.168.80.12", "priority": 99}',
@@ -165,7 +165,10 @@ def run_mutant(mutant: Mutant) -> tuple[Mutant, bool, float, str]:
         shutil.copytree(PROJECT_ROOT, root, ignore=COPY_IGNORE, symlinks=True)
         apply(mutant, root)
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-rf", *FAST_TESTS],
+            # Debian 13's run of the real-tools checks (each has a Debian 12 twin here) would double every
+            # mutant's time: it is left to the suite itself.
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-rf",
+             "-k", "not trixie", *FAST_TESTS],
             cwd=root, capture_output=True, text=True, timeout=900,
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     seconds = time.monotonic() - started

@@ -1,7 +1,10 @@
-"""The rendered artifacts, checked by the real tools that will read them on the VMs."""
+"""The rendered artifacts, checked by the real tools that will read them on the VMs, with each suite's own
+versions: "bookworm" is the host's tools (Debian 12, as CI's machine), "trixie" Debian 13's, run in a cached
+trixie root directory (tests/suite_tools.py) so each file is read as on a Debian 13 VM."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import re
@@ -16,6 +19,7 @@ from components.offline import read_stack_file, write_render
 from tests.conftest import require, require_root, require_tools
 from tests.keys import key_config
 from tests.program_run import run_program
+from tests.suite_tools import in_root, trixie_root
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VARIANTS = {
@@ -23,8 +27,10 @@ VARIANTS = {
     "unicast-generated-password": {},
     "fast-multicast-no-preempt": {"vrrp": {"profile": "fast", "unicast": False, "preempt": False},
                                   "statsPassword": "correct-horse-battery"},
-    "isolated-three-webs": {"networkMode": "isolated", "installPackages": False, "statsPassword": "correct-horse-battery",
-                            "webServers": [{"name": f"web{i:02}", "address": f"192.168.80.{20 + i}"} for i in (1, 2, 3)]},
+    # Packages from a mirror on the host: cloud-init's `apt:` section, read by both suites' cloud-init.
+    "isolated-mirror-three-webs": {"networkMode": "isolated", "packageMirror": "http://192.168.80.1:3142/debian",
+                                   "statsPassword": "correct-horse-battery",
+                                   "webServers": [{"name": f"web{i:02}", "address": f"192.168.80.{20 + i}"} for i in (1, 2, 3)]},
 }
 
 
@@ -33,6 +39,81 @@ def rendered(request, tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp(request.param)
     write_render(run_program({**key_config(), **VARIANTS[request.param]}, stack="tools"), out)
     return out
+
+
+# The major.minor of each tool as the suite ships it, the versions its VMs run: a check that ran another
+# version (a wrong root, a host that is not Debian 12) would say nothing about that suite.
+VERSIONS = {
+    "bookworm": {"haproxy": "2.6", "keepalived": "2.2", "nft": "1.0", "cloud-init": "22.4", "nginx": "1.22"},
+    "trixie": {"haproxy": "3.0", "keepalived": "2.3", "nft": "1.1", "cloud-init": "25.1", "nginx": "1.26"},
+}
+VERSION_COMMANDS = {"haproxy": ("haproxy", "-v"), "keepalived": ("keepalived", "--version"),
+                    "nft": ("nft", "--version"), "cloud-init": ("cloud-init", "--version"), "nginx": ("nginx", "-v")}
+
+
+class Tools:
+    """One suite's tools: the host's (root None) or those in a trixie root."""
+
+    def __init__(self, suite: str, root: pathlib.Path | None):
+        self.suite, self.root = suite, root
+
+    def run(self, *command: str, binds=(), netns: str | None = None) -> subprocess.CompletedProcess:
+        """Run a tool; binds are the host directories it reads (bind-mounted at the same path in the root)."""
+        if self.root is None:
+            return run(*(("ip", "netns", "exec", netns) if netns else ()), *command)
+        return in_root(self.root, *command, binds=binds, netns=netns)
+
+    def version(self, tool: str) -> str:
+        result = self.run(*VERSION_COMMANDS[tool])
+        found = re.search(r"(\d+\.\d+)\.\d+", result.stdout + result.stderr)
+        assert result.returncode == 0 and found, (self.suite, tool, result.stdout, result.stderr)
+        return found.group(1)
+
+    def expect_version(self, tool: str) -> None:
+        """In the trixie root, the tool must be trixie's (the host's are checked by test_each_suite_...)."""
+        if self.root is not None:
+            found = self.version(tool)
+            assert found == VERSIONS[self.suite][tool], \
+                f"{tool} in {self.root} is {found}, not {self.suite}'s {VERSIONS[self.suite][tool]}"
+
+
+@pytest.fixture(scope="module", params=sorted(VERSIONS))
+def tools(request) -> Tools:
+    if request.param == "bookworm":
+        return Tools("bookworm", None)
+    # mmdebstrap builds the root once (then cached); unshare, mount and chroot run each tool in it.
+    require_tools("mmdebstrap", "unshare", "mount", "chroot", "ip")
+    require_root()  # mmdebstrap's root mode, unshare --mount
+    try:
+        root = trixie_root()
+    except RuntimeError as error:  # mmdebstrap failed (e.g. no network to deb.debian.org)
+        require(False, f"needs a Debian 13 root built by mmdebstrap: {error}")
+    return Tools("trixie", root)
+
+
+@contextlib.contextmanager
+def network_namespace(*links: str):
+    """A fresh network namespace holding a veth for each name (the guest's interface names)."""
+    namespace = f"halb-kt-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", namespace], check=True)
+    try:
+        for name in links:
+            subprocess.run(["ip", "-n", namespace, "link", "add", name, "type", "veth", "peer", "name", f"{name}-p"],
+                           check=True)
+        yield namespace
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace], check=False)
+
+
+def test_each_suite_runs_its_own_versions(tools):
+    """The trixie root's tools are trixie's; the host's are bookworm's (CI's machine is Debian 12: elsewhere
+    the "bookworm" checks still run, with whatever the host has, and this test is skipped)."""
+    if tools.suite == "bookworm":
+        require_tools(*VERSIONS["bookworm"])
+    found = {tool: tools.version(tool) for tool in VERSIONS[tools.suite]}
+    if tools.root is None:
+        require(found == VERSIONS["bookworm"], f"the host's tools are not Debian 12's: {found}")
+    assert found == VERSIONS[tools.suite], f"{tools.root}: {found}"
 
 
 def vms(rendered: pathlib.Path, prefix: str = "") -> list[pathlib.Path]:
@@ -45,55 +126,58 @@ def run(*command: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
-def test_cloud_init_schema_accepts_every_user_data(rendered):
-    require_tools("cloud-init")
+def test_cloud_init_schema_accepts_every_user_data(rendered, tools):
+    if tools.root is None:
+        require_tools("cloud-init")
+    tools.expect_version("cloud-init")
     for vm in vms(rendered):
-        result = run("cloud-init", "schema", "--config-file", str(vm / "user-data"))
-        assert result.returncode == 0 and "Valid" in result.stdout, (vm.name, result.stdout, result.stderr)
+        result = tools.run("cloud-init", "schema", "--config-file", str(vm / "user-data"), binds=[rendered])
+        assert result.returncode == 0 and "Valid" in result.stdout, (tools.suite, vm.name, result.stdout, result.stderr)
 
 
-def test_haproxy_accepts_the_config(rendered):
-    require_tools("haproxy")
+def test_haproxy_accepts_the_config(rendered, tools):
+    if tools.root is None:
+        require_tools("haproxy")
+    tools.expect_version("haproxy")
     for vm in vms(rendered, "lb"):
         config = vm / "files/etc/haproxy/haproxy.cfg"
         assert config.is_file()
-        result = run("haproxy", "-c", "-f", str(config))
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "ALERT" not in result.stdout + result.stderr
+        result = tools.run("haproxy", "-c", "-f", str(config), binds=[rendered])
+        assert result.returncode == 0, (tools.suite, result.stdout + result.stderr)
+        assert "ALERT" not in result.stdout + result.stderr, (tools.suite, result.stdout + result.stderr)
 
 
-def test_keepalived_accepts_the_config_on_a_host_with_the_named_interfaces(rendered):
-    require_tools("keepalived", "ip")
+def test_keepalived_accepts_the_config_on_a_host_with_the_named_interfaces(rendered, tools):
+    if tools.root is None:
+        require_tools("keepalived", "ip")
     require_root()
-    namespace = f"halb-kt-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", namespace], check=True)
-    try:
-        # keepalived refuses a config naming an interface that does not exist: give it the guest's names.
-        for name in ("frontend", "backend"):
-            subprocess.run(["ip", "-n", namespace, "link", "add", name, "type", "veth", "peer", "name", f"{name}-p"],
-                           check=True)
+    tools.expect_version("keepalived")
+    # keepalived refuses a config naming an interface that does not exist: give it the guest's names.
+    with network_namespace("frontend", "backend") as namespace:
         for vm in vms(rendered, "lb"):
             config = vm / "files/etc/keepalived/keepalived.conf"
             assert config.is_file()  # keepalived -t passes on a missing file
-            result = run("ip", "netns", "exec", namespace, "keepalived", "--config-test", "-f", str(config))
-            assert result.returncode == 0, result.stdout + result.stderr
-    finally:
-        subprocess.run(["ip", "netns", "del", namespace], check=False)
+            result = tools.run("keepalived", "--config-test", "-f", str(config), binds=[rendered], netns=namespace)
+            assert result.returncode == 0, (tools.suite, result.stdout + result.stderr)
+            # ... and, in the root, the file must be there too (seen through the bind mount)
+            assert "Config files missing" not in result.stderr, (tools.suite, result.stderr)
 
 
-def test_nft_accepts_every_ruleset(rendered):
-    require_tools("nft")
+def test_nft_accepts_every_ruleset(rendered, tools):
+    if tools.root is None:
+        require_tools("nft")
     require_root()  # nft -c needs netlink access
+    tools.expect_version("nft")
     for vm in vms(rendered):
         ruleset = vm / "files/etc/nftables.conf"
-        result = run("nft", "-c", "-f", str(ruleset))
-        assert result.returncode == 0, (vm.name, result.stderr)
+        result = tools.run("nft", "-c", "-f", str(ruleset), binds=[rendered])
+        assert result.returncode == 0, (tools.suite, vm.name, result.stderr)
 
 
-def test_the_activation_scripts_are_valid_shell(rendered):
+def test_the_activation_scripts_are_valid_shell(rendered, tools):
     for vm in vms(rendered):
-        result = run("sh", "-n", str(vm / "files/usr/local/sbin/ha-lb-activate"))
-        assert result.returncode == 0, result.stderr
+        result = tools.run("sh", "-n", str(vm / "files/usr/local/sbin/ha-lb-activate"), binds=[rendered])
+        assert result.returncode == 0, (tools.suite, result.stderr)
 
 
 def _certificate_block(activate: str) -> tuple[str, str, str]:
@@ -106,17 +190,20 @@ def _certificate_block(activate: str) -> tuple[str, str, str]:
     return block.group(0), key.group(1), certificate.group(1)
 
 
-def test_nginx_accepts_the_web_server_site(rendered, tmp_path):
+def test_nginx_accepts_the_web_server_site(rendered, tools, tmp_path):
     """The rendered site, byte for byte, under a main nginx.conf that includes conf.d/*.conf inside http as
     Debian's does, with the TLS pair made by the activation script's own commands at the paths it uses.
 
     It runs in private mount and network namespaces: the key and certificate directories are temporary
-    directories bind-mounted there (the host's /etc/ssl is untouched and unseen), and the listen ports
-    nginx binds while testing are the namespace's. `-T` is `-t` that also prints the files it read, which
-    shows the site was included at all; pid, logs and temp paths stay in the temporary prefix.
+    directories bind-mounted there (the host's /etc/ssl, or the trixie root's, is untouched and unseen), and
+    the listen ports nginx binds while testing are the namespace's. `-T` is `-t` that also prints the files it
+    read, which shows the site was included at all; pid, logs and temp paths stay in the temporary prefix.
+    In the trixie root, the TLS pair is made by trixie's openssl and read by trixie's nginx.
     """
-    require_tools("nginx", "openssl", "unshare", "mount")
+    if tools.root is None:
+        require_tools("nginx", "openssl", "unshare", "mount")
     require_root()  # unshare --mount
+    tools.expect_version("nginx")
     webs = [vm for vm in vms(rendered) if (vm / "files/etc/nginx/conf.d/ha-lb.conf").is_file()]
     assert webs, f"no web server site rendered under {rendered}"
     for vm in webs:
@@ -142,20 +229,29 @@ def test_nginx_accepts_the_web_server_site(rendered, tmp_path):
             + "    include conf.d/*.conf;\n"
             "}\n")
         (prefix / "make-tls-pair.sh").write_text("set -eu\n" + block)
-        mounts = ""
+        tls = []  # (a temporary directory, the key's or certificate's directory it stands in for)
         for index, directory in enumerate(sorted({os.path.dirname(key), os.path.dirname(certificate)})):
-            require(os.path.isdir(directory), f"needs {directory} on this host (a bind-mount target)")
+            if tools.root is None:
+                require(os.path.isdir(directory), f"needs {directory} on this host (a bind-mount target)")
+            else:  # the root is built here: a missing directory is the recipe's fault, not a prerequisite
+                assert (tools.root / directory.lstrip("/")).is_dir(), f"{directory} is not in {tools.root}"
             (prefix / f"tls{index}").mkdir()
-            mounts += f"mount --bind {shlex.quote(str(prefix / f'tls{index}'))} {shlex.quote(directory)}\n"
-        script = (f"set -eu\n{mounts}"
-                  f"sh {shlex.quote(str(prefix / 'make-tls-pair.sh'))}\n"
+            tls.append((prefix / f"tls{index}", directory))
+        checks = (f"sh {shlex.quote(str(prefix / 'make-tls-pair.sh'))}\n"
                   f"test -s {shlex.quote(key)} && test -s {shlex.quote(certificate)}\n"
                   f"exec nginx -T -e stderr -p {shlex.quote(str(prefix))}/ -c {shlex.quote(str(prefix / 'nginx.conf'))}"
                   f" -g {shlex.quote(f'pid {prefix}/nginx.pid; error_log stderr;')}\n")
-        result = run("unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", script)
+        if tools.root is None:
+            mounts = "".join(f"mount --bind {shlex.quote(str(source))} {shlex.quote(directory)}\n"
+                             for source, directory in tls)
+            result = run("unshare", "--mount", "--net", "--propagation", "private", "sh", "-c",
+                         f"set -eu\n{mounts}{checks}")
+        else:
+            with network_namespace() as namespace:
+                result = tools.run("sh", "-c", f"set -eu\n{checks}", binds=[prefix, *tls], netns=namespace)
         assert result.returncode == 0 and "test is successful" in result.stderr, \
-            f"{vm.name}: nginx -t rejects the site (exit {result.returncode}):\n{result.stderr}\n{site}"
+            f"{tools.suite} {vm.name}: nginx -t rejects the site (exit {result.returncode}):\n{result.stderr}\n{site}"
         # The site was read, whole: nginx -T prints each file it included after this line.
         assert f"# configuration file {prefix}/conf.d/ha-lb.conf:\n{site}" in result.stdout, \
-            f"{vm.name}: nginx did not read the site:\n{result.stdout}"
+            f"{tools.suite} {vm.name}: nginx did not read the site:\n{result.stdout}"
         assert (prefix / "conf.d/ha-lb.conf").read_bytes() == site_file.read_bytes()

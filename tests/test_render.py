@@ -179,6 +179,17 @@ def test_golden_images_get_no_package_list():
     assert "packages" not in document and "package_update" not in document
 
 
+def test_a_package_mirror_becomes_cloud_inits_apt_primary_and_security():
+    s = settings(networkMode="isolated", packageMirror="http://192.168.80.1:3142/debian")
+    document = yaml.safe_load(render_host(s, host(s, "web01"), None).user_data)
+    assert document["apt"] == {
+        "primary": [{"arches": ["default"], "uri": "http://192.168.80.1:3142/debian"}],
+        "security": [{"arches": ["default"], "uri": "http://192.168.80.1:3142/debian-security"}]}
+    assert document["package_update"] is True and "nginx" in document["packages"]
+    # Without one the image's own sources stay.
+    assert "apt" not in yaml.safe_load(render_host(settings(), host(settings(), "web01"), None).user_data)
+
+
 def test_network_config_matches_nics_by_mac_and_routes_only_in_nat_mode():
     s = settings()
     nat = yaml.safe_load(render_host(s, host(s, "lb01"), "x").network_config)

@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from components.settings import SettingsError, load_settings
+from components.settings import PackageMirror, SettingsError, load_settings
 from tests.conftest import reference_priority_load_balancers
 
 KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx1e+MvWg3P+0mXZlq7y0tq3T1m8bYd2Yb8bLr8t7QF test@lab")
@@ -49,6 +49,36 @@ def test_structured_values_arrive_as_json_text_from_pulumi():
     s = load_settings({**NO_GATE, "webServers": '[{"name": "w1", "address": "192.168.80.20"}]', "httpPort": "8000",
                        "installPackages": "false", "networkMode": "isolated"}, stack="dev")
     assert [w.name for w in s.web_servers] == ["w1"] and s.http_port == 8000 and s.install_packages is False
+
+
+def test_the_base_image_defaults_to_debian_13_and_takes_short_names():
+    assert load_settings(NO_GATE, stack="dev").base_image == \
+        "https://cloud.debian.org/images/cloud/trixie/latest/debian-13-generic-amd64.qcow2"
+    assert load_settings({**NO_GATE, "baseImage": "debian-12"}, stack="dev").base_image == \
+        "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-generic-amd64.qcow2"
+    assert load_settings({**NO_GATE, "baseImage": "/srv/golden.qcow2"}, stack="dev").base_image == "/srv/golden.qcow2"
+
+
+def test_the_readiness_wait_defaults_to_longer_under_software_emulation():
+    assert load_settings(NO_GATE, stack="dev").ready_timeout == 900
+    assert load_settings({**NO_GATE, "domainType": "qemu"}, stack="dev").ready_timeout == 1800
+    assert load_settings({**NO_GATE, "domainType": "qemu", "readyTimeout": 600}, stack="dev").ready_timeout == 600
+
+
+def test_a_package_mirror_serves_an_isolated_lab_from_the_host():
+    s = load_settings({**NO_GATE, "networkMode": "isolated", "packageMirror": "http://192.168.80.1:8080/debian/"},
+                      stack="dev")
+    assert s.install_packages and s.package_mirror == PackageMirror(
+        archive="http://192.168.80.1:8080/debian", security="http://192.168.80.1:8080/debian-security")
+    s = load_settings({**NO_GATE, "packageMirror": {"archive": "https://mirror.example/debian",
+                                                    "security": "https://security.example/debian-security"}},
+                      stack="dev")
+    assert s.package_mirror == PackageMirror("https://mirror.example/debian", "https://security.example/debian-security")
+    # As Pulumi hands an object over: JSON text.
+    s = load_settings({**NO_GATE, "packageMirror": '{"archive": "http://m.example/debian", '
+                                                   '"security": "http://m.example/security"}'}, stack="dev")
+    assert s.package_mirror == PackageMirror("http://m.example/debian", "http://m.example/security")
+    assert load_settings(NO_GATE, stack="dev").package_mirror is None
 
 
 def test_fast_profile_uses_vrrpv3_with_sub_second_adverts():
@@ -116,7 +146,7 @@ def test_a_hold_down_can_be_set_or_turned_off_and_is_none_without_preemption():
     ({"statsPort": 9100}, "statsPort", ["9100", "prometheus-node-exporter listens there"]),
     ({"webHttpPort": 9100}, "webHttpPort", ["9100", "prometheus-node-exporter", "web server"]),
     ({"networkMode": "bridge"}, "networkMode", ["nat, isolated"]),
-    ({"networkMode": "isolated"}, "installPackages", ["isolated"]),
+    ({"networkMode": "isolated"}, "installPackages", ["isolated", "packageMirror", "192.168.80.1"]),
     ({"domainType": "xen"}, "domainType", ["kvm, qemu"]),
     ({"memoryMiB": 64}, "memoryMiB", ["512 to"]),
     ({"vcpus": "two"}, "vcpus", ["whole number"]),
@@ -125,7 +155,20 @@ def test_a_hold_down_can_be_set_or_turned_off_and_is_none_without_preemption():
     ({"sshPublicKeys": ["ssh-rsa " + KEY.split()[1]]}, "sshPublicKeys[0]", ["OpenSSH public key"]),
     ({"statsUser": "a b"}, "statsUser", ["letters"]),
     ({"statsPassword": "short"}, "statsPassword", ["at least 8"]),
-    ({"baseImage": "debian.qcow2"}, "baseImage", ["absolute path or an http(s) URL"]),
+    ({"baseImage": "debian.qcow2"}, "baseImage", ["'debian.qcow2'", "debian-13, debian-12, an absolute path or an http(s) URL"]),
+    ({"baseImage": "debian-14"}, "baseImage", ["'debian-14'", "debian-13, debian-12"]),
+    ({"packageMirror": "ftp://mirror.example/debian"}, "packageMirror", ["'ftp://mirror.example/debian'", "http:// or https://"]),
+    ({"packageMirror": "http://user@mirror.example/debian"}, "packageMirror", ["without spaces, query or user"]),
+    ({"packageMirror": "http://mirror.example:99999/debian"}, "packageMirror", ["port from 1 to 65535"]),
+    ({"packageMirror": 3142}, "packageMirror", ["3142", "{archive: URL, security: URL}"]),
+    ({"packageMirror": {"archive": "http://m.example/debian"}}, "packageMirror.security", ["null", "http://"]),
+    ({"packageMirror": {"archive": "http://m.example/debian", "security": "x", "updates": "y"}},
+     "packageMirror.updates", ["unknown setting"]),
+    ({"networkMode": "isolated", "packageMirror": "http://deb.debian.org/debian"}, "packageMirror",
+     ["'http://deb.debian.org/debian'", "isolated", "the host's backend address 192.168.80.1"]),
+    ({"networkMode": "isolated", "packageMirror": {"archive": "http://192.168.80.1/debian",
+                                                    "security": "http://192.168.10.1/debian-security"}},
+     "packageMirror.security", ["'http://192.168.10.1/debian-security'", "192.168.80.1"]),
     ({"pool": "relative/dir"}, "pool", ["absolute directory"]),
     ({"vipp": "192.168.10.3"}, "vipp", ["unknown setting", "vip"]),
     ({"sshPrivateKey": "/nonexistent/key"}, "sshPrivateKey", ["'/nonexistent/key'", "cannot be read"]),

@@ -182,12 +182,12 @@ def test_a_port_change_rolls_out_firewall_and_haproxy_only_on_the_load_balancers
 
 def test_a_new_base_image_rebuilds_every_vm_and_says_why(repo):
     repo.set_config("baseImage", "https://images.example.invalid/debian-13-generic-amd64.qcow2")
-    code, out, _ = repo.diff("--base", "HEAD")
+    code, out, _ = repo.diff("--base", "HEAD")  # from the default, debian-13: the official image's URL
     assert code == CHANGES
     items = plan_items(out)
     assert set(items) == {"web01", "web02", "lb01", "lb02"}
     for line in items.values():
-        assert "rebuilt" in line and "debian-12-generic-amd64.qcow2 → https://images.example.invalid/debian-13" in line
+        assert "rebuilt" in line and "debian-13-generic-amd64.qcow2 → https://images.example.invalid/debian-13" in line
     plan = section(out, "What `pulumi up` will do")
     assert plan.index("**web01**") < plan.index("**web02**") and plan.index("**lb01**") < plan.index("**lb02**")
     # The new image first, the old one deleted last.

@@ -7,7 +7,8 @@ keys (`libvirt:uri`). They are chosen so that every branch of the templates show
     default         nothing set: unicast VRRPv2, FAULT mode (checkWeight 0), generated stats password and
                     generated SSH key pair (the ssh_authorized_keys a fresh machine gets)
     example         Pulumi.example.yaml as it stands (the reference plan: multicast, classic profile)
-    multicast-fast  the fast profile (VRRPv3, 0.1 s adverts) over multicast, no preemption
+    multicast-fast  the fast profile (VRRPv3, 0.1 s adverts) over multicast, no preemption; an isolated
+                    lab on Debian 12 installing its packages from a mirror on the host (`apt:` in user-data)
     weight          the reference with its check weight 2 (priority lost on failure, needs preempt)
     many-webs       eight web servers (HAProxy's server lists, nftables on each), a given stats password
 """
@@ -50,7 +51,9 @@ def stacks() -> dict[str, tuple[dict[str, Any], dict[str, str]]]:
     return {
         "default": ({}, {}),
         "example": ({**example, **KEYS}, example_other),
-        "multicast-fast": ({**KEYS, "vrrp": {"profile": "fast", "unicast": False, "preempt": False}}, {}),
+        "multicast-fast": ({**KEYS, "vrrp": {"profile": "fast", "unicast": False, "preempt": False},
+                            "networkMode": "isolated", "baseImage": "debian-12",
+                            "packageMirror": "http://192.168.80.1:3142/debian"}, {}),
         "weight": ({**example, **KEYS, "vrrp": {**example.get("vrrp", {}), "checkWeight": 2, "preempt": True}},
                    example_other),
         "many-webs": ({**KEYS, "statsPassword": "correct-horse-battery",
