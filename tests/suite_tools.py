@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 
-CACHE_DIR = pathlib.Path(os.environ.get("HA_LB_TEST_IMAGE_CACHE", "/var/cache/ha-lb-test-image"))  # = tests/e2e/image.py
+CACHE_DIR = pathlib.Path(os.environ.get("HA_LB_TEST_IMAGE_CACHE", "/var/cache/ha-lb-test-image"))  # also tests/e2e/image.py's
 
 SUITE = "trixie"
 RECIPE = {

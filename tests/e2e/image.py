@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import os
 import pathlib
 import shutil
 import subprocess
@@ -20,7 +19,8 @@ import sys
 import tempfile
 import time
 
-CACHE_DIR = pathlib.Path(os.environ.get("HA_LB_TEST_IMAGE_CACHE", "/var/cache/ha-lb-test-image"))
+from tests.suite_tools import CACHE_DIR  # one cache for the test images and the tools roots
+
 TOOLS = ("mmdebstrap", "sfdisk", "mkfs.ext4", "grub-mkimage", "qemu-img")
 GRUB_MODULES_DIR = "/usr/lib/grub/i386-pc"
 
