@@ -123,12 +123,16 @@ class Ssh:
     def base(self, address: str, shared: bool = True) -> list[str]:
         """The ssh command line; `shared=False` for a long-lived stream of its own, which a connection that a
         reboot left hanging cannot hold up."""
-        multiplexing = (["-o", "ControlMaster=auto", "-o", f"ControlPath={self.workdir}/cm-%h", "-o", "ControlPersist=120"]
-                        if shared else ["-o", "ControlMaster=no", "-o", "ControlPath=none"])
+        # A shared master tolerates 30 s of silence: on Debian's cloud images a new session waits for the
+        # user's systemd manager (pam_systemd), 3-6 s on an emulated guest and longer when it is busy, and a
+        # 6 s window killed masters mid-setup ("Failed to connect to new control master"). A stream keeps 6 s:
+        # it must notice a rebooted guest quickly, and is reopened when it drops.
+        multiplexing = (["-o", "ControlMaster=auto", "-o", f"ControlPath={self.workdir}/cm-%h", "-o", "ControlPersist=120",
+                         "-o", "ServerAliveCountMax=15"]
+                        if shared else ["-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "ServerAliveCountMax=3"])
         return ["ssh", "-i", str(self.key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                 "-o", "ConnectTimeout=5", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-                "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3", *multiplexing,
-                f"{self.user}@{address}"]
+                "-o", "ServerAliveInterval=2", *multiplexing, f"{self.user}@{address}"]
 
     def run(self, address: str, command: str, timeout: float = 60, stdin: Optional[str] = None) -> subprocess.CompletedProcess:
         try:

@@ -26,6 +26,12 @@ PACKAGES = {
     WEB_SERVER: ("nginx", "openssl", "curl", "nftables", "qemu-guest-agent", "prometheus-node-exporter"),
 }
 
+# apt's settings for cloud-init's install of PACKAGES: no Recommends. prometheus-node-exporter recommends
+# prometheus-node-exporter-collectors (perl, smartmontools, nvme-cli, ipmitool, openipmi: timers every 15 minutes
+# that load an emulated guest, for hardware a VM does not have); keepalived recommends ipvsadm (LVS, unused).
+# Measured under TCG: 53 packages instead of ~20, and each VM's boot slower by the collectors' units.
+APT_CONF = 'APT::Install-Recommends "false";\n'
+
 # The services each role runs (what `python -m components.status` reports on).
 SERVICES = {
     LOAD_BALANCER: ("haproxy", "keepalived", "nftables", "prometheus-node-exporter"),
@@ -260,6 +266,7 @@ def render_cloud_init(settings: LabSettings, host: Host, files: tuple[GuestFile,
         ssh_public_keys=settings.ssh_public_keys,
         packages=PACKAGES[host.role] if settings.install_packages else (),
         package_mirror=settings.package_mirror,
+        apt_conf=APT_CONF,
         files=files,
         activate_path=PATHS.activate,
     )

@@ -100,6 +100,9 @@ MUTANTS = (
     Mutant("rollout-restarts-haproxy", "components/guest_scripts.py", '("haproxy", "reload")',
            '("haproxy", "restart")', "a rollout refuses no connection (hitless reload)"),
     # -- components --------------------------------------------------------------------------------------
+    Mutant("apt-installs-recommends", "components/render.py", 'APT_CONF = \'APT::Install-Recommends "false";',
+           'APT_CONF = \'APT::Install-Recommends "true";',
+           "the VMs get the roles' packages without Recommends (no hardware collectors and their timers)"),
     Mutant("vip-check-accepts-errors", "components/vip_check.py", 'last = f"HTTP {error.code}"',
            'return True, f"HTTP {error.code}"', "a successful `up` means the VIP serves (an HTTP error is not)"),
     Mutant("vip-check-ignores-rollouts", "components/lab.py",

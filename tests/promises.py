@@ -45,7 +45,7 @@ ALL_DOWN_503_SECONDS = 0.5
 REBUILD_LONGEST_OUTAGE = 4.5
 # The master resigns (HAProxy killed, event-driven track; keepalived stopped), as that client sees it on the
 # emulated VMs (seconds).
-VM_RESIGNATION_OUTAGE = 1.0
+VM_RESIGNATION_OUTAGE = 1.5
 # A failback on the emulated VMs: the requests in flight across the handover (two) and those a guest that has
 # just taken the VIP answers after the client's 0.25 s timeout.
 VM_FAILBACK_FAILED_REQUESTS = 8

@@ -2,8 +2,8 @@
 libvirt provider built from Go modules by tests/engine/build.py; models of pulumi-command, -tls and -random
 in tests/engine/plugins), the default NAT networking, the readiness gate on; then checks from the host,
 failovers, day-2 changes through `pulumi preview --diff` and `pulumi up` (a config rolled out in place, a
-rebuilt load balancer, a new base image downloaded from a URL with VMs replaced one at a time), and
-`pulumi destroy`, with the recovery of a leftover that made it fail.
+rebuilt load balancer; with HA_LB_E2E_DEBIAN12=1 the move to Debian 12 from a URL, VMs replaced one at a time),
+and `pulumi destroy`, with the recovery of a leftover that made it fail.
 
 One module-scoped fixture builds (or finds) the engine and the image and runs `pulumi up` once; the tests
 run in file order on that one lab, and teardown always runs. `python3 -m pytest -v -s tests/test_e2e_vms.py`
@@ -12,6 +12,7 @@ prints the timings.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -19,7 +20,7 @@ import re
 import subprocess
 import sys
 import time
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -28,12 +29,13 @@ from pulumi import automation as auto
 
 from components import leftovers
 from components.guest_scripts import load_balancer_rollout_script, readiness_script
-from components.render import lab_hosts, stats_password_hash
+from components.render import PACKAGES, lab_hosts, stats_password_hash
 from components.settings import FRONTEND_INTERFACE, PROJECT, LabSettings, load_settings
 from tests import promises
 from tests.conftest import require, require_root, require_tools
 from tests.e2e import host_guard, image, libvirt_daemon
-from tests.e2e.config import POOL_PATH, STACK, e2e_config
+from tests.e2e.apt_mirror import MirrorServer
+from tests.e2e.config import LAB_NETWORKS, POOL_PATH, STACK, e2e_config
 from components.drill import fault_command
 from components.lab_access import Ssh, VipHolders, VipPoller, holds_vip, http_get, timeline
 from tests.e2e.guest import tls_peer_common_name
@@ -45,6 +47,25 @@ TOOLS = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "gen
          "mkfs.ext4", "grub-mkimage", "ssh", "ssh-keygen", "openssl", "go", "nft", "dnsmasq", "iptables")
 LAB = f"{PROJECT}-{STACK}"
 TIMINGS: dict[str, Any] = {}
+# What runs where (README, "VM end-to-end test"): under TCG cloud-init's package install costs about 5 minutes
+# per VM and a lab's VMs come up one after the other per tier, so the test command (CI) runs the whole module
+# on Debian 13 from a golden image. HA_LB_E2E_DEBIAN12=1 adds the move to Debian 12 (the plain image from a URL,
+# cloud-init installing the packages from the mirror: 23 minutes) and Debian 12's checks;
+# HA_LB_E2E_INSTALL_PACKAGES=1 builds the Debian 13 lab from the plain image with installPackages true.
+INSTALL_PACKAGES = os.environ.get("HA_LB_E2E_INSTALL_PACKAGES") == "1"
+DEBIAN_12 = os.environ.get("HA_LB_E2E_DEBIAN12") == "1"
+# The release the lab is built on first: HA_LB_E2E_RELEASE=bookworm measures a Debian 12 `pulumi up` (with -k
+# to pick the tests that hold for it).
+FIRST_RELEASE = os.environ.get("HA_LB_E2E_RELEASE", "trixie")
+SUITES = sorted({FIRST_RELEASE, "trixie", *(["bookworm"] if DEBIAN_12 else [])}, reverse=True)
+debian_12 = pytest.mark.skipif(not DEBIAN_12, reason="the move to Debian 12 runs with HA_LB_E2E_DEBIAN12=1 "
+                               "(23 minutes more under TCG: outside CI's hour, see README)")
+
+
+def _image_of(found: image.TestImage) -> pathlib.Path:
+    return found.path if INSTALL_PACKAGES else found.golden
+
+
 # The README's failover promise for the classic timing: the master's node lost (a rebuild powers it off).
 NODE_LOSS_OUTAGE = promises.REBUILD_LONGEST_OUTAGE
 
@@ -54,7 +75,8 @@ def note(key: str, value: Any) -> None:
     print(f"[e2e] {key}: {value}", flush=True)
 
 
-_CREATED = re.compile(r"^\s*\+\s+(\S+)\s+(\S+)\s+created \((\d+(?:\.\d+)?)s\)")
+# "+ type name created (Ns)", or "++ type name created replacement (Ns)" for a replaced resource.
+_CREATED = re.compile(r"^\s*\+\+?\s+(\S+)\s+(\S+)\s+created(?: replacement)? \((\d+(?:\.\d+)?)s\)")
 
 
 def created_seconds(lines: list[str]) -> dict[str, float]:
@@ -73,7 +95,10 @@ class E2ELab:
     stack: EngineStack
     ssh: Ssh
     config: dict[str, Any]
+    images: dict[str, image.TestImage]
+    mirror: MirrorServer
     up_lines: list[str] = field(default_factory=list)
+    replacement_lines: list[str] = field(default_factory=list)  # `pulumi up` to the other release's image
     destroy_error: Optional[str] = None
     left: Optional[list[str]] = None
 
@@ -147,17 +172,29 @@ def e2e(tmp_path_factory):
     require_tools(*TOOLS)
     require(pathlib.Path(image.GRUB_MODULES_DIR, "boot.img").exists(), "needs grub-pc-bin (GRUB for BIOS)")
     workdir = tmp_path_factory.mktemp("e2e")
-    engine = build.ensure_engine(log=lambda m: print(f"[e2e] {m}", flush=True))
+    log = lambda m: print(f"[e2e] {m}", flush=True)  # noqa: E731
+    # The images (mostly downloads and dpkg) are built while go builds the engine (CPU): on a fresh machine
+    # this saves the shorter of the two.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        building = pool.submit(lambda: {suite: image.ensure_image(suite, log=log) for suite in SUITES})
+        engine = build.ensure_engine(log=log)
+        images = building.result()
     note("engine (pulumi CLI + libvirt plugin, go build)",
          f"{'built in %.0f s' % engine.build_seconds if engine.build_seconds else 'cache hit'}, "
          f"{engine.size_bytes / 1e6:.0f} MB")
     daemons = libvirt_daemon.ensure_running()
     lab: Optional[E2ELab] = None
+    mirror: Optional[MirrorServer] = None
     try:
-        path, seconds, built = image.ensure_image(log=lambda m: print(f"[e2e] {m}", flush=True))
-        note("image", f"{'built' if built else 'cache hit'} in {seconds:.1f} s ({path})")
+        for suite, found in images.items():
+            note(f"image {suite} (and its mirror)", f"{'built' if found.built else 'cache hit'} in "
+                 f"{found.seconds:.1f} s ({found.path})")
+        # One mirror for both suites, at the host's backend address, answering the lab networks only.
+        mirror = MirrorServer(images[SUITES[0]].mirror, more=[images[suite].mirror for suite in SUITES[1:]], host="0.0.0.0",
+                              clients=LAB_NETWORKS).__enter__()
         # As on a fresh machine: no SSH key given and none in ~/.ssh, so the stack generates one.
-        config = {k: v for k, v in e2e_config(str(path)).items() if k not in ("sshPrivateKey", "sshPublicKeys")}
+        config = {k: v for k, v in e2e_config(str(_image_of(images[FIRST_RELEASE])), mirror.port, INSTALL_PACKAGES).items()
+                  if k not in ("sshPrivateKey", "sshPublicKeys")}
         home = workdir / "home"
         home.mkdir()
         monkeypatch.setenv("HOME", str(home))
@@ -166,7 +203,7 @@ def e2e(tmp_path_factory):
         host_guard.install([str(settings.frontend.network), str(settings.backend.network)])
         remove_lab_objects()
         stack = EngineStack(engine, workdir / "pulumi", STACK, config)
-        lab = E2ELab(settings, stack, None, config)  # type: ignore[arg-type]  (the key exists after `up`)
+        lab = E2ELab(settings, stack, None, config, images, mirror)  # type: ignore[arg-type]  (the key exists after `up`)
         started = time.monotonic()
         stack.up(on_output=lab.up_lines.append)
         note("pulumi up (gate on: every VM ready, the VIP serving)", f"{time.monotonic() - started:.0f} s")
@@ -179,6 +216,12 @@ def e2e(tmp_path_factory):
     finally:
         if lab is not None:
             lab.close()
+        if mirror is not None:
+            mirror.__exit__(None, None, None)
+            # What the guests' apt asked for and did not get: the first thing to read when cloud-init's
+            # package install failed.
+            missing = [line for line in mirror.served if not line.startswith("200 ")]
+            print(f"[e2e] package mirror: {len(mirror.served)} requests, not served: {missing[:20]}", flush=True)
         host_guard.remove()
         daemons.stop()
         monkeypatch.undo()
@@ -193,9 +236,70 @@ def test_pulumi_up_returned_with_every_vm_ready_and_the_vip_checked(e2e):
     # The gate's resources exist only because `up` ran them to success, in the program's order.
     assert {f"{h.name}-ready" for h in lab_hosts(e2e.settings)} | {"vip-check"} <= set(created), created
     for host in lab_hosts(e2e.settings):
-        status = e2e.ssh.run(str(host.address), "cloud-init status --long", timeout=30).stdout
+        # Just after boot the image's apt-daily timers may keep the emulated guest busy: a generous timeout.
+        status = e2e.ssh.run(str(host.address), "cloud-init status --long", timeout=120).stdout
         assert "status: done" in status, f"{host.name}:\n{status}"
+        if e2e.settings.install_packages:
+            blame = e2e.ssh.run(str(host.address), "cloud-init analyze blame", timeout=120).stdout
+            found = re.search(r"([\d.]+)s \(modules-final/config-package.update.upgrade.install\)", blame)
+            note(f"{host.name}: cloud-init's package install", f"{found.group(1)} s" if found else blame[-300:])
     assert e2e.outputs()["vip"] == e2e.vip
+
+
+# What each VM reports about its image and its packages: the OS release, cloud-init's network renderer and
+# systemd-networkd's view of the lab interfaces, the apt mirror cloud-init wrote, the role packages' origin
+# and how long cloud-init's package module took.
+_GUEST_REPORT = r"""
+. /etc/os-release; echo "version=$VERSION_ID"
+echo "netplan=$(ls /etc/netplan | tr '\n' ' ')"
+echo "ifupdown=$(test -e /etc/network/interfaces && echo yes || echo no)"
+for service in systemd-networkd systemd-resolved; do echo "$service=$(systemctl is-active $service)"; done
+networkctl list --no-legend --no-pager | awk '{print "link " $2 "=" $4 "/" $5}'
+echo "mirror=$(cat /etc/apt/mirrors/debian.list)"
+for package in $PACKAGES; do echo "package $package=$(dpkg-query -W -f '${Status}' $package 2>&1)"; done
+echo "deb=$(dpkg-query -W -f '${Package}_${Version}_${Architecture}.deb' $(echo $PACKAGES | cut -d' ' -f1))"
+echo "versions=$(dpkg-query -W -f '${Package} ${Version}, ' $PACKAGES cloud-init netplan.io 2>/dev/null)"
+echo "collectors=$(dpkg-query -W -f '${Status}' prometheus-node-exporter-collectors 2>/dev/null || echo absent)"
+echo "install=$(cloud-init analyze blame 2>/dev/null | awk '/config-package.update.upgrade.install/ {print $1}')"
+"""
+
+
+def _suite_report(e2e: E2ELab, version: str) -> dict[str, float]:
+    """Every VM runs the expected Debian release with the official images' network stack (netplan rendered by
+    cloud-init, systemd-networkd, systemd-resolved, no ifupdown), apt pointed at the lab's package mirror by
+    cloud-init, and its role's packages; with installPackages, installed by cloud-init from that mirror (returns
+    each VM's package-install seconds)."""
+    installs = {}
+    for host in lab_hosts(e2e.settings):
+        packages = " ".join(PACKAGES[host.role])
+        out = e2e.ssh.run(str(host.address), f"PACKAGES='{packages}' sh -s", stdin=_GUEST_REPORT, timeout=60).stdout
+        found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        assert found.get("version") == version, out
+        assert found["netplan"].split() == ["50-cloud-init.yaml"] and found["ifupdown"] == "no", out
+        assert found["systemd-networkd"] == found["systemd-resolved"] == "active", out
+        for nic in host.nics:
+            assert found.get(f"link {nic.interface}") == "routable/configured", out
+        assert found["mirror"] == e2e.config["packageMirror"], out
+        for package in PACKAGES[host.role]:
+            assert found[f"package {package}"] == "install ok installed", out
+        # Installed without Recommends: none of node-exporter's hardware collectors and their 15-minute timers.
+        assert found["collectors"] in ("absent", "unknown ok not-installed"), out
+        note(f"Debian {version}: {host.name} runs", found["versions"].rstrip(", "))
+        if not e2e.settings.install_packages:
+            continue
+        installs[host.name] = float(found["install"].rstrip("s"))
+        # The role's first package, as the mirror served it (the pool's file name has no epoch).
+        deb = re.sub(r"_\d+:", "_", found["deb"])
+        served = [line for line in e2e.mirror.served if unquote(line).endswith("/" + deb)]
+        assert served and all(line.startswith("200 ") for line in served), (deb, e2e.mirror.served[-20:])
+    return installs
+
+
+def test_every_vm_runs_debian_13_as_the_official_image_does_with_apt_on_the_mirror(e2e):
+    installs = _suite_report(e2e, "13")
+    if installs:
+        note("Debian 13: cloud-init's package install (haproxy, keepalived, nginx...: apt update and install "
+             "from the mirror)", ", ".join(f"{name} {seconds:.0f} s" for name, seconds in installs.items()))
 
 
 def test_the_programs_readiness_script_passes_on_every_vm(e2e):
@@ -206,6 +310,10 @@ def test_the_programs_readiness_script_passes_on_every_vm(e2e):
 
 
 def test_the_vip_serves_http_from_both_web_servers_in_turn(e2e):
+    _serves_from_every_web_server(e2e)
+
+
+def _serves_from_every_web_server(e2e: E2ELab) -> None:
     pages = [http_get(e2e.vip, e2e.settings.http_port) for _ in range(6)]
     assert all(status == 200 for status, _ in pages), pages
     served = {body.strip() for _, body in pages}
@@ -320,6 +428,43 @@ def test_the_status_view_and_the_metrics_show_a_healthy_pair(e2e):
         assert f'haproxy_server_status{{proxy="web-prod-http",server="{web}",state="UP"}} 1\n' in body
 
 
+def _drill_haproxy(e2e: E2ELab, tmp_path: pathlib.Path) -> None:
+    """The drill kills HAProxy on lb01 and systemd restarts it: lb02 takes over within the VMs' bound, the VIP
+    moves at most twice (to lb02, and back once lb01 has been healthy for the hold-down), and nothing after."""
+    drill = _drill(e2e, "haproxy", tmp_path)
+    assert drill["took_over"] == "lb02" and drill["holders_seen"] == ["lb01", "lb02", "lb01"], drill
+    assert drill["moves"] <= promises.VIP_MOVES_AFTER_A_RESTARTED_HAPROXY
+    assert drill["outage"] <= promises.VM_RESIGNATION_OUTAGE, drill
+    failback = promises.FAILBACK_SECONDS[e2e.settings.vrrp.profile]
+    assert drill["vip_back_after"] - drill["took_over_after"] <= failback, drill
+    assert drill["failback_failed"] <= promises.VM_FAILBACK_FAILED_REQUESTS, drill
+    assert drill["both_held"] <= promises.DOUBLE_HOLD_BY_ARRIVAL_STAMPS, drill
+
+
+def _drill_reboot(e2e: E2ELab, tmp_path: pathlib.Path) -> None:
+    """The drill reboots lb01: lb02 takes over, and lb01 returns (services enabled, sysctl and firewall
+    persisted) and takes the VIP back."""
+    e2e.wait_vip_on("lb01")
+    drill = _drill(e2e, "reboot", tmp_path)
+    assert drill["took_over"] == "lb02" and drill["holders_seen"] == ["lb01", "lb02", "lb01"], drill
+    lb01 = e2e.lb("lb01")
+    e2e.ssh.forget(lb01)
+    if drill["longest_outage"] > NODE_LOSS_OUTAGE:  # what both load balancers' keepalived did, for the report
+        for name in ("lb01", "lb02"):
+            journal = e2e.ssh.run(e2e.lb(name), "sudo -n journalctl -b -u keepalived -o short-precise --no-pager "
+                                                "| tail -n 40", timeout=60)
+            print(f"[e2e] {name}'s keepalived since boot:\n{journal.stdout}", flush=True)
+    # Two hand-overs (lb01 leaving, lb01 preempting back), each within the README's node-loss promise.
+    assert drill["longest_outage"] <= NODE_LOSS_OUTAGE, drill
+    assert drill["back_after"] is not None
+    # Serving comes first: on an emulated guest cloud-init's last stage may still be running.
+    e2e.ssh.run(lb01, "timeout 240 cloud-init status --wait", timeout=260)
+    checks = e2e.ssh.run(lb01, "systemctl is-active haproxy keepalived nftables; cat /proc/sys/net/ipv4/ip_nonlocal_bind; "
+                               "sudo -n nft list tables; cloud-init status")
+    assert checks.stdout.split()[:4] == ["active", "active", "active", "1"], checks.stdout + checks.stderr
+    assert "table inet ha_lb" in checks.stdout and "status: done" in checks.stdout
+
+
 def test_failover_when_haproxy_dies_on_the_master(e2e, tmp_path):
     """HAProxy killed on lb01: keepalived's event-driven vrrp_track_process hands the VIP to lb02."""
     lb01 = e2e.lb("lb01")
@@ -327,13 +472,7 @@ def test_failover_when_haproxy_dies_on_the_master(e2e, tmp_path):
     e2e.wait_vip_on("lb01")
     # 1. The drill: SIGKILL as it comes, systemd (Restart=always) brings HAProxy back. The VIP moves at most
     # twice (to lb02, and back once lb01 has been healthy for the hold-down), and nothing moves after.
-    drill = _drill(e2e, "haproxy", tmp_path)
-    assert drill["took_over"] == "lb02" and drill["holders_seen"] == ["lb01", "lb02", "lb01"], drill
-    assert drill["moves"] <= promises.VIP_MOVES_AFTER_A_RESTARTED_HAPROXY
-    assert drill["outage"] <= promises.VM_RESIGNATION_OUTAGE, drill
-    assert drill["vip_back_after"] - drill["took_over_after"] <= promises.FAILBACK_SECONDS["classic"], drill
-    assert drill["failback_failed"] <= promises.VM_FAILBACK_FAILED_REQUESTS, drill
-    assert drill["both_held"] <= promises.DOUBLE_HOLD_BY_ARRIVAL_STAMPS, drill
+    _drill_haproxy(e2e, tmp_path)
 
     e2e.wait_vip_on("lb01")
     holders = _vip_watch(e2e, limit=300)
@@ -453,22 +592,7 @@ def _count_vip_moves_until_settled(e2e: E2ELab, holders: VipHolders, poller: Vip
 
 
 def test_a_load_balancer_comes_back_from_a_reboot(e2e, tmp_path):
-    """The drill reboots lb01: lb02 takes over, and lb01 returns (services enabled, sysctl and firewall
-    persisted) and takes the VIP back."""
-    e2e.wait_vip_on("lb01")
-    drill = _drill(e2e, "reboot", tmp_path)
-    assert drill["took_over"] == "lb02" and drill["holders_seen"] == ["lb01", "lb02", "lb01"], drill
-    # Two hand-overs (lb01 leaving, lb01 preempting back), each within the README's node-loss promise.
-    assert drill["longest_outage"] <= NODE_LOSS_OUTAGE, drill
-    assert drill["back_after"] is not None
-    lb01 = e2e.lb("lb01")
-    e2e.ssh.forget(lb01)
-    # Serving comes first: on an emulated guest cloud-init's last stage may still be running.
-    e2e.ssh.run(lb01, "timeout 240 cloud-init status --wait", timeout=260)
-    checks = e2e.ssh.run(lb01, "systemctl is-active haproxy keepalived nftables; cat /proc/sys/net/ipv4/ip_nonlocal_bind; "
-                               "sudo -n nft list tables; cloud-init status")
-    assert checks.stdout.split()[:4] == ["active", "active", "active", "1"], checks.stdout + checks.stderr
-    assert "table inet ha_lb" in checks.stdout and "status: done" in checks.stdout
+    _drill_reboot(e2e, tmp_path)
 
 
 @dataclass(frozen=True)
@@ -578,29 +702,6 @@ def test_a_rebuilt_load_balancer_comes_up_with_its_new_address(e2e):
     assert outage.longest <= NODE_LOSS_OUTAGE
 
 
-def test_a_new_base_image_from_a_url_replaces_the_vms_one_at_a_time(e2e):
-    """The provider downloads the new image (HEAD, ranged GET, GET) beside the old one; each tier's VMs are
-    replaced one after the other, each waiting for the previous one to be ready again."""
-    source = pathlib.Path(e2e.settings.base_image)
-    with ImageServer(source.parent) as server:
-        changed = {**e2e.config, "baseImage": server.url(source.name)}
-        lines, seconds, outage = _apply_under_requests(e2e, changed, limit=2400)
-    assert any(r.startswith("HEAD ") for r in server.requests), server.requests
-    assert any("bytes=0-7" in r for r in server.requests), server.requests
-    replaced = _replaced(lines)
-    assert {f"{h.name}-domain" for h in lab_hosts(e2e.settings)} <= replaced, replaced
-    # One at a time per tier: each second VM's replacement started after the first one was ready again.
-    order = [l for l in lines if re.search(r"(lb0[12]|web0[12])-(ready|domain)", l)]
-    for first, second in (("lb01", "lb02"), ("web01", "web02")):
-        ready_again = max(i for i, l in enumerate(order) if f"{first}-ready" in l and "creat" in l)
-        second_down = min(i for i, l in enumerate(order) if f"{second}-domain" in l and "delet" in l)
-        assert ready_again < second_down, "\n".join(order)
-    backing = e2e.ssh.run(e2e.lb("lb02"), "true").returncode  # reachable again
-    assert backing == 0
-    note("new base image (URL) by `pulumi up`, 4 VMs replaced", f"{seconds:.0f} s; {outage}")
-    assert outage.longest <= NODE_LOSS_OUTAGE
-
-
 def test_the_readiness_script_fails_on_a_stopped_nginx_with_its_journal(e2e):
     """nginx stopped on web01: the program's readiness script (run as remote.Command runs it) fails naming
     nginx, with nginx's journal; nginx started again, it passes (the lab is left as it was)."""
@@ -666,6 +767,61 @@ def test_the_fast_profile_holds_still_when_idle_and_fails_over_within_its_promis
         holders.stop()
     e2e.wait_vip_on("lb01", limit=60)
     assert http_get(e2e.vip, e2e.settings.http_port)[0] == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Debian 12: the lab moves to the other supported release, then boots, serves and fails over on it.
+
+
+@debian_12
+def test_a_new_base_image_from_a_url_replaces_the_vms_one_at_a_time(e2e):
+    """The provider downloads the new image, Debian 12 as Debian publishes it (HEAD, ranged GET, GET), beside
+    the old one, and cloud-init installs the packages from the mirror (installPackages true); each tier's VMs
+    are replaced one after the other, each waiting for the previous one to be ready again."""
+    source = e2e.images["bookworm"].path
+    with ImageServer(source.parent) as server:
+        changed = {**e2e.config, "baseImage": server.url(source.name), "installPackages": True}
+        lines, seconds, outage = _apply_under_requests(e2e, changed, limit=2400)
+    e2e.replacement_lines = lines
+    assert any(r.startswith("HEAD ") for r in server.requests), server.requests
+    assert any("bytes=0-7" in r for r in server.requests), server.requests
+    replaced = _replaced(lines)
+    assert {f"{h.name}-domain" for h in lab_hosts(e2e.settings)} <= replaced, replaced
+    # One at a time per tier: each second VM's replacement started after the first one was ready again.
+    order = [l for l in lines if re.search(r"(lb0[12]|web0[12])-(ready|domain)", l)]
+    for first, second in (("lb01", "lb02"), ("web01", "web02")):
+        ready_again = max(i for i, l in enumerate(order) if f"{first}-ready" in l and "creat" in l)
+        second_down = min(i for i, l in enumerate(order) if f"{second}-domain" in l and "delet" in l)
+        assert ready_again < second_down, "\n".join(order)
+    backing = e2e.ssh.run(e2e.lb("lb02"), "true").returncode  # reachable again
+    assert backing == 0
+    note("new base image (Debian 12, URL) by `pulumi up`, 4 VMs replaced", f"{seconds:.0f} s; {outage}")
+    assert outage.longest <= NODE_LOSS_OUTAGE
+
+
+@debian_12
+def test_debian_12_boots_to_cloud_init_done_as_the_official_image_does_with_apt_on_the_mirror(e2e):
+    for host in lab_hosts(e2e.settings):
+        status = e2e.ssh.run(str(host.address), "cloud-init status --long", timeout=120).stdout
+        assert "status: done" in status, f"{host.name}:\n{status}"
+    installs = _suite_report(e2e, "12")
+    assert set(installs) == {h.name for h in lab_hosts(e2e.settings)}  # cloud-init installed them from the mirror
+    note("Debian 12: cloud-init's package install", ", ".join(f"{n} {s:.0f} s" for n, s in installs.items()))
+    created = created_seconds(e2e.replacement_lines)
+    note("Debian 12: boot to ready (created ...-ready)",
+         ", ".join(f"{h.name} {created[h.name + '-ready']:.0f} s" for h in lab_hosts(e2e.settings)))
+
+
+@debian_12
+def test_debian_12_serves_through_the_vip_and_fails_over_when_haproxy_dies(e2e, tmp_path):
+    _serves_from_every_web_server(e2e)
+    e2e.wait_vip_on("lb01")
+    _drill_haproxy(e2e, tmp_path)
+
+
+@debian_12
+def test_debian_12_load_balancer_comes_back_from_a_reboot(e2e, tmp_path):
+    _drill_reboot(e2e, tmp_path)
 
 
 def test_destroy_leaves_nothing_even_after_a_stray_file_made_it_fail(e2e):

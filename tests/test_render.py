@@ -182,12 +182,25 @@ def test_golden_images_get_no_package_list():
 def test_a_package_mirror_becomes_cloud_inits_apt_primary_and_security():
     s = settings(networkMode="isolated", packageMirror="http://192.168.80.1:3142/debian")
     document = yaml.safe_load(render_host(s, host(s, "web01"), None).user_data)
-    assert document["apt"] == {
-        "primary": [{"arches": ["default"], "uri": "http://192.168.80.1:3142/debian"}],
-        "security": [{"arches": ["default"], "uri": "http://192.168.80.1:3142/debian-security"}]}
+    assert document["apt"]["primary"] == [{"arches": ["default"], "uri": "http://192.168.80.1:3142/debian"}]
+    assert document["apt"]["security"] == [{"arches": ["default"], "uri": "http://192.168.80.1:3142/debian-security"}]
     assert document["package_update"] is True and "nginx" in document["packages"]
     # Without one the image's own sources stay.
-    assert "apt" not in yaml.safe_load(render_host(settings(), host(settings(), "web01"), None).user_data)
+    assert {"primary", "security"}.isdisjoint(
+        yaml.safe_load(render_host(settings(), host(settings(), "web01"), None).user_data)["apt"])
+
+
+def test_cloud_init_installs_the_packages_without_their_recommends():
+    # node-exporter's Recommends (its collectors, with perl, smartmontools, ipmitool and 15-minute timers) on
+    # every VM otherwise.
+    s = settings()
+    for name in ("lb01", "web01"):
+        document = yaml.safe_load(render_host(s, host(s, name), stats_password_hash(s, PASSWORD)).user_data)
+        assert document["apt"]["conf"].strip() == 'APT::Install-Recommends "false";'
+        assert document["packages"]
+    # A golden image (nothing installed): the image's apt settings stay as they are.
+    golden = settings(installPackages=False)
+    assert "apt" not in yaml.safe_load(render_host(golden, host(golden, "web01"), None).user_data)
 
 
 def test_network_config_matches_nics_by_mac_and_routes_only_in_nat_mode():

@@ -1,5 +1,6 @@
-"""The e2e stack: the default (NAT) networking on CIDRs unlikely to clash with the host, the test image,
-TCG, and the readiness gate on, as a user runs it."""
+"""The e2e stack: the default (NAT) networking on CIDRs unlikely to clash with the host, an image built like
+Debian's official cloud images, packages installed by cloud-init from the test host's mirror, TCG, and the
+readiness gate on, as a user runs it."""
 
 from __future__ import annotations
 
@@ -12,15 +13,23 @@ STATS_PASSWORD = "e2e-stats-password"
 POOL_PATH = "/var/lib/libvirt/images/ha-lb-e2e"
 
 
-def e2e_config(base_image: str, **overrides: Any) -> dict[str, Any]:
+# The host's address on the backend network: every VM reaches the test's package mirror there.
+MIRROR_HOST = "10.213.80.1"
+LAB_NETWORKS = ("10.213.10.0/24", "10.213.80.0/24")
+
+
+def e2e_config(base_image: str, mirror_port: int, install_packages: bool, **overrides: Any) -> dict[str, Any]:
     return {
         **key_config(),
         "domainType": "qemu",  # no usable KVM here: TCG
-        "installPackages": False,  # the test image carries every package
+        # True: cloud-init installs the roles' packages (the default path, about 10 minutes per VM under TCG);
+        # False: a golden image that carries them.
+        "installPackages": install_packages,
+        "packageMirror": f"http://{MIRROR_HOST}:{mirror_port}/debian",
         "baseImage": base_image,
         "pool": POOL_PATH,
-        "frontendCidr": "10.213.10.0/24",
-        "backendCidr": "10.213.80.0/24",
+        "frontendCidr": LAB_NETWORKS[0],
+        "backendCidr": LAB_NETWORKS[1],
         "vip": "10.213.10.3",
         "loadBalancers": [
             # The default priorities (components/settings.py DEFAULTS): the timings measured are a user's.
@@ -30,6 +39,5 @@ def e2e_config(base_image: str, **overrides: Any) -> dict[str, Any]:
         "webServers": [{"name": "web01", "address": "10.213.80.3"}, {"name": "web02", "address": "10.213.80.2"}],
         "statsPassword": STATS_PASSWORD,
         "memoryMiB": 1024,
-        "readyTimeout": 600,
         **overrides,
     }
