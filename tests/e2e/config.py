@@ -22,7 +22,7 @@ def e2e_config(base_image: str, mirror_port: int, install_packages: bool, **over
     return {
         **key_config(),
         "domainType": "qemu",  # no usable KVM here: TCG
-        # True: cloud-init installs the roles' packages (the default path, about 10 minutes per VM under TCG);
+        # True: cloud-init installs the roles' packages (the default path, 5-10 minutes per VM under TCG);
         # False: a golden image that carries them.
         "installPackages": install_packages,
         "packageMirror": f"http://{MIRROR_HOST}:{mirror_port}/debian",
