@@ -59,7 +59,7 @@ DEBIAN_12 = os.environ.get("HA_LB_E2E_DEBIAN12") == "1"
 FIRST_RELEASE = os.environ.get("HA_LB_E2E_RELEASE", "trixie")
 SUITES = sorted({FIRST_RELEASE, "trixie", *(["bookworm"] if DEBIAN_12 else [])}, reverse=True)
 debian_12 = pytest.mark.skipif(not DEBIAN_12, reason="the move to Debian 12 runs with HA_LB_E2E_DEBIAN12=1 "
-                               "(23 minutes more under TCG: outside CI's hour, see README)")
+                               "(about 33 minutes more under TCG: outside CI's hour, see README)")
 
 
 def _image_of(found: image.TestImage) -> pathlib.Path:
