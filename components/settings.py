@@ -454,8 +454,8 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
     ssh_keys = _parse_ssh_keys(problems, given["sshPublicKeys"], default_ssh_keys)
     install_packages = _as_bool(problems, "installPackages", given["installPackages"])
     package_mirror = _parse_package_mirror(problems, given["packageMirror"], backend, network_mode)
-    if install_packages and network_mode == "isolated" and package_mirror is None \
-            and not any(p.startswith("packageMirror") for p in problems.items):
+    # A mirror given but invalid has its own problem; this one is for none given at all.
+    if install_packages and network_mode == "isolated" and _decode(given["packageMirror"]) is None:
         problems.items.append(
             "installPackages: true cannot work with networkMode 'isolated' and no packageMirror (guests reach "
             f"only the host); set packageMirror to a mirror served at the host's backend address "
