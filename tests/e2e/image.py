@@ -189,17 +189,13 @@ def ensure_image(suite: str = "trixie", log=print) -> TestImage:
                  f"--customize-hook=cd {pathlib.Path(__file__).resolve().parents[2]} && {hook}",
                  suite, str(root), *recipe(suite)["sources"])
         _customize(suite, root)
-        raw = work / "disk.raw"
-        _make_bootable_disk(root, raw, work, recipe(suite)["disk_mib"])
         partial = target.with_suffix(".partial")
-        _run("qemu-img", "convert", "-O", "qcow2", str(raw), str(partial))
+        _make_qcow2(suite, root, partial, work)
         golden_root = work / "golden"
         _run("cp", "-a", str(root), str(golden_root))
         _make_golden(suite, golden_root, recorded)
-        raw.unlink()
-        _make_bootable_disk(golden_root, raw, work, recipe(suite)["disk_mib"])
         golden_partial = golden.with_suffix(".partial")
-        _run("qemu-img", "convert", "-O", "qcow2", str(raw), str(golden_partial))
+        _make_qcow2(suite, golden_root, golden_partial, work)
         shutil.rmtree(mirror, ignore_errors=True)
         recorded.rename(mirror)
         partial.rename(target)
@@ -237,10 +233,7 @@ def record_mirror(suite: str, root: pathlib.Path, mirror_url: str) -> None:
         lab_settings.unlink()
         for path in build_settings:
             path.with_name(path.name + ".build").rename(path)
-    _write_files(suite, root)  # the official mirror lists again
-    for lists in (root / "var/lib/apt/lists").iterdir():
-        if lists.is_file():
-            lists.unlink()
+    _restore_official_apt(suite, root)
 
 
 def _make_golden(suite: str, root: pathlib.Path, mirror: pathlib.Path) -> None:
@@ -258,11 +251,16 @@ def _make_golden(suite: str, root: pathlib.Path, mirror: pathlib.Path) -> None:
             if result.returncode != 0:
                 raise RuntimeError(f"golden image: {' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     lab_settings.unlink()
-    _write_files(suite, root)  # the official mirror lists again
+    _restore_official_apt(suite, root)
+    _run("systemctl", f"--root={root}", "disable", "--quiet", "haproxy", "keepalived", "nginx")
+
+
+def _restore_official_apt(suite: str, root: pathlib.Path) -> None:
+    """After apt ran against the test mirror: the official mirror lists again, and no apt lists (as shipped)."""
+    _write_files(suite, root)
     for lists in (root / "var/lib/apt/lists").iterdir():
         if lists.is_file():
             lists.unlink()
-    _run("systemctl", f"--root={root}", "disable", "--quiet", "haproxy", "keepalived", "nginx")
 
 
 def _write_lab_apt_conf(root: pathlib.Path) -> pathlib.Path:
@@ -307,6 +305,13 @@ def _customize(suite: str, root: pathlib.Path) -> None:
     shutil.copytree(GRUB_MODULES_DIR, grub / "i386-pc", dirs_exist_ok=True)
     (grub / "grub.cfg").write_text(GRUB_CFG.format(
         kernel=pathlib.Path(kernels[0]).name, initrd=pathlib.Path(initrds[0]).name, cmdline=r["kernel_cmdline"]))
+
+
+def _make_qcow2(suite: str, root: pathlib.Path, qcow2: pathlib.Path, work: pathlib.Path) -> None:
+    raw = work / "disk.raw"
+    _make_bootable_disk(root, raw, work, recipe(suite)["disk_mib"])
+    _run("qemu-img", "convert", "-O", "qcow2", str(raw), str(qcow2))
+    raw.unlink()
 
 
 def _make_bootable_disk(root: pathlib.Path, raw: pathlib.Path, work: pathlib.Path, size_mib: int) -> None:
