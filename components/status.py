@@ -5,9 +5,11 @@
 Shows which load balancer holds the VIP, each one's VRRP state and when it last changed (as keepalived's
 notify script recorded it for the metrics), each backend server's state in each HAProxy, and every VM's
 services. Exit status, as monitoring plugins use it: 0 healthy; 1 degraded (the pair serves and can fail
-over, but something is down: a backend server, a service, a web server out of reach); 2 the pair is
-unhealthy (no load balancer or both hold the VIP, one is in FAULT or stopped, out of reach, or the holder's
-HAProxy is down); 3 the lab could not be read.
+over, but something is down: a backend server HAProxy sends no traffic to, a service, a web server out of
+reach); 2 the pair is unhealthy (no load balancer or both hold the VIP, one is in FAULT or stopped, out of
+reach, or the holder's HAProxy is down); 3 the lab could not be read. A server HAProxy still serves from but
+whose last check failed (`UP 1/2`: one more failure takes it out, as `fall` allows) or that HAProxy has not
+checked yet since it started is a note, not a problem: it is what `fall` is there to absorb.
 """
 
 from __future__ import annotations
@@ -28,8 +30,13 @@ OK, DEGRADED, UNHEALTHY, UNKNOWN = 0, 1, 2, 3
 LEVELS = {OK: "healthy", DEGRADED: "degraded", UNHEALTHY: "UNHEALTHY", UNKNOWN: "unknown"}
 # A VM that does not answer within this is reported out of reach (emulated guests answer in about a second).
 PROBE_TIMEOUT_SECONDS = 20
-# HAProxy `show stat` CSV columns (management guide, "9.1. CSV format"): 0 pxname, 1 svname, 17 status.
-_PROXY, _SERVER, _STATUS = 0, 1, 17
+# HAProxy `show stat` CSV columns (management guide, "9.1. CSV format"): 0 pxname, 1 svname, 17 status,
+# 36 check_status (the last check's result: L7OK, L4TOUT, L4CON...; INI before the first check; empty without).
+_PROXY, _SERVER, _STATUS, _CHECK_STATUS = 0, 1, 17, 36
+# HAProxy's status for a server it sends traffic to (stats.c, srv_hlt_st): UP, or "UP 1/2" while it counts
+# failed checks towards `fall` (also right after a start: health begins at `rise`, "will fall down at first
+# failure", server.c), or "no check".
+_SERVING = ("UP", "no check")
 
 _HAPROXY_SERVERS = f"""\
 import socket
@@ -42,8 +49,9 @@ while chunk := connection.recv(65536):
     answer += chunk
 for line in answer.decode().splitlines():
     fields = line.split(",")
-    if len(fields) > {_STATUS} and not line.startswith("#") and fields[{_SERVER}] not in ("FRONTEND", "BACKEND"):
-        print("server", fields[{_PROXY}], fields[{_SERVER}], fields[{_STATUS}].replace(" ", "_"))
+    if len(fields) > {_CHECK_STATUS} and not line.startswith("#") and fields[{_SERVER}] not in ("FRONTEND", "BACKEND"):
+        print("server", fields[{_PROXY}], fields[{_SERVER}], fields[{_STATUS}].replace(" ", "_"),
+              fields[{_CHECK_STATUS}].replace(" ", "_") or "-")
 """
 
 
@@ -75,11 +83,22 @@ class VrrpInstance:
 class BackendServer:
     proxy: str
     server: str
-    status: str  # HAProxy's: UP, DOWN, MAINT, "UP 1/2" (going down), "no check"...
+    status: str  # HAProxy's: UP, DOWN, MAINT, "UP 1/2" (going down), "DOWN 1/2" (going up), "no check"...
+    last_check: str = ""  # HAProxy's check_status: L7OK, L4TOUT, INI (not checked yet)...; "" without checks
 
     @property
-    def up(self) -> bool:
-        return self.status == "UP" or self.status == "no check"
+    def serving(self) -> bool:
+        """HAProxy sends it traffic."""
+        return self.status in _SERVING or self.status.startswith("UP ")
+
+    @property
+    def note(self) -> str:
+        """Why a serving server is not plainly UP, or ""."""
+        if not self.serving or self.status in _SERVING:
+            return ""
+        if self.last_check == "INI":
+            return "not checked yet since HAProxy started"
+        return f"its last check failed ({self.last_check or 'unknown'}); one more failure as `fall` counts takes it out"
 
 
 @dataclass(frozen=True)
@@ -113,8 +132,9 @@ def parse_probe(host: Host, output: str) -> NodeStatus:
             states[words[0]] = words[1]
         elif kind == "since" and len(words) == 2:
             since[words[0]] = float(words[1])
-        elif kind == "server" and len(words) == 3:
-            servers.append(BackendServer(words[0], words[1], words[2].replace("_", " ")))
+        elif kind == "server" and len(words) == 4:
+            last_check = "" if words[3] == "-" else words[3].replace("_", " ")
+            servers.append(BackendServer(words[0], words[1], words[2].replace("_", " "), last_check))
         elif kind == "servers" and words == ["unreadable"]:
             readable = False
     missing = [unit for unit in SERVICES[host.role] if unit not in services]
@@ -151,6 +171,12 @@ class LabStatus:
     def holder(self) -> Optional[str]:
         return self.holders[0] if len(self.holders) == 1 else None
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What is worth knowing but not a problem: servers HAProxy serves from that are not plainly UP."""
+        return tuple(f"{node.name}: HAProxy sees {server.proxy}/{server.server} {server.status}: {server.note}"
+                     for node in self.nodes for server in node.servers if server.note)
+
 
 def assess(nodes: tuple[NodeStatus, ...]) -> tuple[int, tuple[str, ...]]:
     """(level, problems): UNHEALTHY when the pair cannot serve or cannot fail over, DEGRADED when it can but
@@ -172,7 +198,7 @@ def assess(nodes: tuple[NodeStatus, ...]) -> tuple[int, tuple[str, ...]]:
         if not node.servers_readable:
             degraded.append(f"{node.name}: HAProxy's server states are unreadable")
         degraded += [f"{node.name}: HAProxy sees {server.proxy}/{server.server} {server.status}"
-                     for server in node.servers if not server.up]
+                     for server in node.servers if not server.serving]
     holders = [node.name for node in load_balancers if node.holds_vip]
     if all(node.reachable for node in load_balancers):
         if not holders:
@@ -212,6 +238,12 @@ def table_lines(rows: list[list[str]], separator: str = "  ") -> list[str]:
     return [separator.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
 
+def _server_cell(server: BackendServer) -> str:
+    """A server's state in one HAProxy, with the last check's result when it is not plainly UP."""
+    shown_check = server.last_check and server.status not in _SERVING
+    return f"{server.status} ({server.last_check})" if shown_check else server.status
+
+
 def format_status(status: LabStatus) -> str:
     holders = status.holders
     held = holders[0] if len(holders) == 1 else " and ".join(holders) if holders else "no load balancer"
@@ -235,7 +267,8 @@ def format_status(status: LabStatus) -> str:
         rows = [["backend server", *[f"in HAProxy on {node.name}" for node in lbs]]]
         for proxy, server in servers:
             rows.append([f"{proxy}/{server}", *[
-                next((s.status for s in node.servers if (s.proxy, s.server) == (proxy, server)), "?") for node in lbs]])
+                next((_server_cell(s) for s in node.servers if (s.proxy, s.server) == (proxy, server)), "?")
+                for node in lbs]])
         lines += table_lines(rows)
     if webs:
         units = list(SERVICES[webs[0].role])
@@ -246,12 +279,14 @@ def format_status(status: LabStatus) -> str:
         lines += table_lines(rows)
     if status.problems:
         lines += ["", "problems:"] + [f"  {problem}" for problem in status.problems]
+    if status.notes:
+        lines += ["", "notes:"] + [f"  {note}" for note in status.notes]
     return "\n".join(lines)
 
 
 def status_json(status: LabStatus) -> str:
     document = asdict(status)
-    document.update(level=LEVELS[status.level], holders=status.holders)
+    document.update(level=LEVELS[status.level], holders=status.holders, notes=list(status.notes))
     return json.dumps(document, indent=2)
 
 

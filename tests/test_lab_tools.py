@@ -20,14 +20,17 @@ from tests.keys import key_config
 from tests.test_metrics_live import run_notify_script
 
 CONFIG = {**key_config(), "vip": "192.168.10.3"}
-# `show stat` as HAProxy 2.6 (Debian 12) answers it, captured from a real process: web01 failing its checks,
-# web02 without checks; the BACKEND line is not a server. Field 17 is `status`.
+# `show stat` as HAProxy 2.6.12 (Debian 12) answers it, captured from a real process (lines cut after field 39):
+# web01 failing its checks; web02 without checks; web03 UP until its server stopped, one failed check since
+# (going down); web04 not checked yet since HAProxy started; the BACKEND line is not a server.
+# Field 17 is `status`, 36 `check_status`.
 SHOW_STAT = """\
 # pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck
-web-prod-http,web01,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1,1,0,1,1,2,2,,1,2,1,,0,,2,0,,0,L4CON,,0,0,0,0,0,0,0,,,,0,0,0,,
-web-prod-http,web02,0,0,0,0,,0,0,0,,0,,0,0,0,0,no check,1,1,0,,,2,,,1,2,2,,0,,2,0,,0,,,,0,0,0,0,0,0,,,,0,0,0,,,,,-1
-web-prod-http,BACKEND,0,0,0,0,1,0,0,0,0,0,,0,0,0,0,UP,1,1,0,,0,2,0,,1,2,0,,0,,1,0,,0,,,,0,0,0,0,0,0,,,,0,0,0,0,0,0
-
+web-prod-http,web01,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1,1,0,1,1,3,3,,1,2,1,,0,,2,0,,0,L4CON,,0,0
+web-prod-http,web02,0,0,0,0,,0,0,0,,0,,0,0,0,0,no check,1,1,0,,,3,,,1,2,2,,0,,2,0,,0,,,,0
+web-prod-http,web03,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/2,1,1,0,1,0,3,0,,1,2,3,,0,,2,0,,0,L4CON,,0,0
+web-prod-http,web04,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/2,1,1,0,0,0,3,0,,1,2,4,,0,,2,0,,0,INI,,,0
+web-prod-http,BACKEND,0,0,0,0,1,0,0,0,0,0,,0,0,0,0,UP,1,1,0,,0,3,0,,1,2,0,,0,,1,0,,0,,,,0
 """
 
 
@@ -169,7 +172,9 @@ def test_the_probe_reads_the_vrrp_state_the_vip_the_services_and_each_server(tmp
     assert node.reachable and node.holds_vip, output
     assert [(i.name, i.state) for i in node.vrrp] == [("web-prod", "MASTER")] and node.vrrp[0].since > 1e9
     assert node.services == {unit: "active" for unit in status.SERVICES[LOAD_BALANCER]}
-    assert [(s.server, s.status, s.up) for s in node.servers] == [("web01", "DOWN", False), ("web02", "no check", True)]
+    assert [(s.server, s.status, s.last_check, s.serving) for s in node.servers] == [
+        ("web01", "DOWN", "L4CON", False), ("web02", "no check", "", True),
+        ("web03", "UP 1/2", "L4CON", True), ("web04", "UP 1/2", "INI", True)]
     (tmp_path / "lb02").mkdir()
     backup = status.parse_probe(host("lb02"), run_probe(tmp_path / "lb02", "lb02",
                                                         [["INSTANCE", "web-prod", "BACKUP", "253"]]))
@@ -177,6 +182,11 @@ def test_the_probe_reads_the_vrrp_state_the_vip_the_services_and_each_server(tmp
     level, problems = status.assess((node, backup))
     assert level == status.DEGRADED, problems
     assert problems == ("lb01: HAProxy sees web-prod-http/web01 DOWN", "lb02: HAProxy sees web-prod-http/web01 DOWN")
+    lab = status.LabStatus("dev", "192.168.10.3", (node, backup), level, problems)
+    assert lab.notes[:2] == (
+        "lb01: HAProxy sees web-prod-http/web03 UP 1/2: its last check failed (L4CON); "
+        "one more failure as `fall` counts takes it out",
+        "lb01: HAProxy sees web-prod-http/web04 UP 1/2: not checked yet since HAProxy started")
 
 
 def test_a_stopped_keepalived_and_an_inactive_service_show_in_the_probe(tmp_path):
@@ -196,7 +206,7 @@ def lb(name: str, state: str = "BACKUP", holds: bool = False, haproxy: str = "ac
     return status.NodeStatus(name, LOAD_BALANCER, "192.168.10.4", True, clock=2e9,
                              services={**units, "haproxy": haproxy}, holds_vip=holds,
                              vrrp=(status.VrrpInstance("web-prod", state, 2e9 - 10000),),
-                             servers=tuple(status.BackendServer("web-prod-http", s, st) for s, st in servers))
+                             servers=tuple(status.BackendServer("web-prod-http", *server) for server in servers))
 
 
 def web(name: str, nginx: str = "active") -> status.NodeStatus:
@@ -224,6 +234,10 @@ HEALTHY = (lb("lb01", "MASTER", True), lb("lb02"), web("web01"), web("web02"))
     ((lb("lb01", "BACKUP", True), lb("lb02")), status.UNHEALTHY, "lb01: holds the VIP but is not MASTER"),
     ((lb("lb01", "MASTER", True, servers=(("web01", "DOWN"), ("web02", "UP"))), lb("lb02")), status.DEGRADED,
      "lb01: HAProxy sees web-prod-http/web01 DOWN"),
+    ((lb("lb01", "MASTER", True, servers=(("web01", "DOWN 1/2"), ("web02", "UP"))), lb("lb02")), status.DEGRADED,
+     "lb01: HAProxy sees web-prod-http/web01 DOWN 1/2"),
+    # Still served from (HAProxy's `fall` absorbs one failed check): a note, not a problem.
+    ((lb("lb01", "MASTER", True, servers=(("web01", "UP 1/2"), ("web02", "UP"))), lb("lb02")), status.OK, None),
     ((lb("lb01", "MASTER", True), lb("lb02"), web("web01", nginx="failed")), status.DEGRADED, "web01: nginx is failed"),
     ((lb("lb01", "MASTER", True), lb("lb02"), unreachable("web02", WEB_SERVER)), status.DEGRADED,
      "web02: out of reach (Connection timed out)"),
@@ -243,7 +257,21 @@ def test_the_status_table_names_the_holder_states_and_servers():
     assert lines[3].split()[:4] == ["lb01", "192.168.10.4", "held", "web-prod"]
     assert "MASTER" in lines[3] and "BACKUP" in lines[4] and "since 2033-05-18 00:46:40 UTC (2h 46m 40s ago)" in lines[3]
     assert any(line.split() == ["web-prod-http/web01", "UP", "UP"] for line in lines)
-    assert "problems:" not in text
+    assert "problems:" not in text and "notes:" not in text
+
+
+def test_a_server_one_failed_check_from_going_down_shows_its_check_and_a_note_not_a_problem():
+    going_down = (lb("lb01", "MASTER", True, servers=(("web01", "UP 1/2", "L4TOUT"), ("web02", "UP", "L7OK"))),
+                  lb("lb02"), web("web01"), web("web02"))
+    level, problems = status.assess(going_down)
+    shown = status.LabStatus("dev", "192.168.10.3", going_down, level, problems)
+    text = status.format_status(shown)
+    assert text.splitlines()[0] == "stack dev: VIP 192.168.10.3 held by lb01: healthy", text
+    assert any(line.split() == ["web-prod-http/web01", "UP", "1/2", "(L4TOUT)", "UP"] for line in text.splitlines())
+    assert any(line.split() == ["web-prod-http/web02", "UP", "UP"] for line in text.splitlines())
+    assert text.endswith("notes:\n  lb01: HAProxy sees web-prod-http/web01 UP 1/2: its last check failed (L4TOUT); "
+                         "one more failure as `fall` counts takes it out"), text
+    assert json.loads(status.status_json(shown))["notes"] == list(shown.notes)
 
 
 # -- the drill -------------------------------------------------------------------------------------------------
