@@ -31,7 +31,8 @@ LEVELS = {OK: "healthy", DEGRADED: "degraded", UNHEALTHY: "UNHEALTHY", UNKNOWN: 
 # A VM that does not answer within this is reported out of reach (emulated guests answer in about a second).
 PROBE_TIMEOUT_SECONDS = 20
 # HAProxy `show stat` CSV columns (management guide, "9.1. CSV format"): 0 pxname, 1 svname, 17 status,
-# 36 check_status (the last check's result: L7OK, L4TOUT, L4CON...; INI before the first check; empty without).
+# 36 check_status (the last check's result: L7OK, L4TOUT, L4CON...; INI before the first check; empty without;
+# prefixed with "* " while a check runs).
 _PROXY, _SERVER, _STATUS, _CHECK_STATUS = 0, 1, 17, 36
 # HAProxy's status for a server it sends traffic to (stats.c, srv_hlt_st): UP, or "UP 1/2" while it counts
 # failed checks towards `fall` (also right after a start: health begins at `rise`, "will fall down at first
@@ -133,7 +134,7 @@ def parse_probe(host: Host, output: str) -> NodeStatus:
         elif kind == "since" and len(words) == 2:
             since[words[0]] = float(words[1])
         elif kind == "server" and len(words) == 4:
-            last_check = "" if words[3] == "-" else words[3].replace("_", " ")
+            last_check = "" if words[3] == "-" else words[3].replace("_", " ").removeprefix("* ")
             servers.append(BackendServer(words[0], words[1], words[2].replace("_", " "), last_check))
         elif kind == "servers" and words == ["unreadable"]:
             readable = False

@@ -466,6 +466,11 @@ def _drill_reboot(e2e: E2ELab, tmp_path: pathlib.Path) -> None:
     assert drill["back_after"] is not None
     # Serving comes first: on an emulated guest cloud-init's last stage may still be running.
     e2e.ssh.run(lb01, "timeout 240 cloud-init status --wait", timeout=260)
+    # Where lb01's boot spent its time (the failback's cost depends on it): for the report.
+    boot = e2e.ssh.run(lb01, "timeout 240 systemctl is-system-running --wait; systemd-analyze; "
+                             "systemd-analyze critical-chain keepalived.service haproxy.service; "
+                             "systemd-analyze blame | head -n 12", timeout=300)
+    note("lb01's boot after the reboot (systemd-analyze)", "\n" + boot.stdout + boot.stderr)
     checks = e2e.ssh.run(lb01, "systemctl is-active haproxy keepalived nftables; cat /proc/sys/net/ipv4/ip_nonlocal_bind; "
                                "sudo -n nft list tables; cloud-init status")
     assert checks.stdout.split()[:4] == ["active", "active", "active", "1"], checks.stdout + checks.stderr

@@ -22,14 +22,16 @@ from tests.test_metrics_live import run_notify_script
 CONFIG = {**key_config(), "vip": "192.168.10.3"}
 # `show stat` as HAProxy 2.6.12 (Debian 12) answers it, captured from a real process (lines cut after field 39):
 # web01 failing its checks; web02 without checks; web03 UP until its server stopped, one failed check since
-# (going down); web04 not checked yet since HAProxy started; the BACKEND line is not a server.
-# Field 17 is `status`, 36 `check_status`.
+# (going down); web04 not checked yet since HAProxy started; web05 the same, its first check running (its
+# server accepts and never answers: "* "); the BACKEND line is not a server. Field 17 is `status`, 36
+# `check_status`.
 SHOW_STAT = """\
 # pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck
 web-prod-http,web01,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1,1,0,1,1,3,3,,1,2,1,,0,,2,0,,0,L4CON,,0,0
 web-prod-http,web02,0,0,0,0,,0,0,0,,0,,0,0,0,0,no check,1,1,0,,,3,,,1,2,2,,0,,2,0,,0,,,,0
 web-prod-http,web03,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/2,1,1,0,1,0,3,0,,1,2,3,,0,,2,0,,0,L4CON,,0,0
 web-prod-http,web04,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/2,1,1,0,0,0,3,0,,1,2,4,,0,,2,0,,0,INI,,,0
+web-prod-http,web05,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/2,1,1,0,0,0,1,0,,1,2,1,,0,,2,0,,0,* INI,,,0
 web-prod-http,BACKEND,0,0,0,0,1,0,0,0,0,0,,0,0,0,0,UP,1,1,0,,0,3,0,,1,2,0,,0,,1,0,,0,,,,0
 """
 
@@ -174,7 +176,7 @@ def test_the_probe_reads_the_vrrp_state_the_vip_the_services_and_each_server(tmp
     assert node.services == {unit: "active" for unit in status.SERVICES[LOAD_BALANCER]}
     assert [(s.server, s.status, s.last_check, s.serving) for s in node.servers] == [
         ("web01", "DOWN", "L4CON", False), ("web02", "no check", "", True),
-        ("web03", "UP 1/2", "L4CON", True), ("web04", "UP 1/2", "INI", True)]
+        ("web03", "UP 1/2", "L4CON", True), ("web04", "UP 1/2", "INI", True), ("web05", "UP 1/2", "INI", True)]
     (tmp_path / "lb02").mkdir()
     backup = status.parse_probe(host("lb02"), run_probe(tmp_path / "lb02", "lb02",
                                                         [["INSTANCE", "web-prod", "BACKUP", "253"]]))
