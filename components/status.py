@@ -87,6 +87,10 @@ class BackendServer:
     status: str  # HAProxy's: UP, DOWN, MAINT, "UP 1/2" (going down), "DOWN 1/2" (going up), "no check"...
     last_check: str = ""  # HAProxy's check_status: L7OK, L4TOUT, INI (not checked yet)...; "" without checks
 
+    def seen_by(self, node: str) -> str:
+        """How a problem or note names it."""
+        return f"{node}: HAProxy sees {self.proxy}/{self.server} {self.status}"
+
     @property
     def serving(self) -> bool:
         """HAProxy sends it traffic."""
@@ -175,7 +179,7 @@ class LabStatus:
     @property
     def notes(self) -> tuple[str, ...]:
         """What is worth knowing but not a problem: servers HAProxy serves from that are not plainly UP."""
-        return tuple(f"{node.name}: HAProxy sees {server.proxy}/{server.server} {server.status}: {server.note}"
+        return tuple(f"{server.seen_by(node.name)}: {server.note}"
                      for node in self.nodes for server in node.servers if server.note)
 
 
@@ -198,8 +202,7 @@ def assess(nodes: tuple[NodeStatus, ...]) -> tuple[int, tuple[str, ...]]:
             unhealthy.append(f"{node.name}: holds the VIP but HAProxy is {node.services.get('haproxy')}")
         if not node.servers_readable:
             degraded.append(f"{node.name}: HAProxy's server states are unreadable")
-        degraded += [f"{node.name}: HAProxy sees {server.proxy}/{server.server} {server.status}"
-                     for server in node.servers if not server.serving]
+        degraded += [server.seen_by(node.name) for server in node.servers if not server.serving]
     holders = [node.name for node in load_balancers if node.holds_vip]
     if all(node.reachable for node in load_balancers):
         if not holders:
