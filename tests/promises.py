@@ -14,6 +14,9 @@ FAILOVER_SECONDS = {
     # The reference's weight mode: the check lowers the priority and the peer preempts.
     "haproxy dies, weighted check": {"classic": 8.5, "fast": 2.9},
 }
+# The same fault with the reference's priorities, which the weight mode needs (100/99, the backup at 101 while its
+# check passes): its skew time is (256 - 101) / 256 of an advert, 0.61 s with the classic 1 s advert.
+WEIGHT_MODE_LINK_OR_NODE_LOST_SECONDS = {"classic": 3.7}
 # A master that resigns (keepalived stopped, HAProxy found dead): from its dropping the VIP to the peer's
 # taking it, seen as netlink events in the namespace harness (seconds).
 RESIGN_TO_TAKEOVER_SECONDS = 0.1

@@ -5,6 +5,7 @@ against the real daemons; this is the fast check)."""
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 
 import pytest
@@ -100,3 +101,57 @@ def test_the_script_stops_at_the_first_failure(tmp_path):
     assert result.returncode != 0
     assert any(call.startswith("haproxy -c") for call in calls)
     assert not [call for call in calls if call.startswith("systemctl")], calls
+
+
+# systemctl is-system-running: prints the manager's state and exits 0 only for "running" (systemctl(1)).
+IS_SYSTEM_RUNNING = """#!/bin/sh
+[ "$*" = is-system-running ] || { echo "systemctl stand-in: only is-system-running is expected, got: $*" >&2; exit 1; }
+echo "$STATE" >> "$CALLS"
+echo "$STATE"
+[ "$STATE" = running ]
+"""
+
+
+def run_boot_finished_check(directory, state: str) -> tuple[subprocess.CompletedProcess, list[str], pathlib.Path]:
+    """keepalived's check_booted script as write_files installs it, run against a systemctl reporting `state`;
+    its marker (on the guest's /run) moved into `directory`. (result, states systemctl was asked for, marker)."""
+    settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="activate")
+    lb01 = next(h for h in lab_hosts(settings) if h.name == "lb01")
+    user_data = yaml.safe_load(render_host(settings, lb01, stats_password_hash(settings, "x" * 8)).user_data)
+    [check] = [f for f in user_data["write_files"] if f["path"] == PATHS.boot_finished_check]
+    keepalived_conf = next(f["content"] for f in user_data["write_files"] if f["path"] == PATHS.keepalived)
+    assert f'script "{PATHS.boot_finished_check}"' in keepalived_conf
+    marker = directory / "boot-finished"
+    assert PATHS.boot_finished_marker in check["content"]
+    script = directory / "ha-lb-boot-finished"
+    script.write_text(check["content"].replace(PATHS.boot_finished_marker, str(marker)))
+    script.chmod(int(check["permissions"], 8))
+    (directory / "bin").mkdir(exist_ok=True)
+    (directory / "bin" / "systemctl").write_text(IS_SYSTEM_RUNNING)
+    (directory / "bin" / "systemctl").chmod(0o755)
+    calls = directory / "calls"
+    calls.write_text("")
+    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=30,
+                            env={"PATH": f"{directory / 'bin'}:/usr/bin:/bin", "STATE": state, "CALLS": str(calls)})
+    return result, calls.read_text().split(), marker
+
+
+@pytest.mark.parametrize("state, passes", [
+    ("initializing", False), ("starting", False), ("running", True), ("degraded", True),
+    ("maintenance", False), ("stopping", False), ("offline", False), ("unknown", False),
+])
+def test_the_boot_finished_check_passes_only_once_systemd_has_finished_booting(tmp_path, state, passes):
+    """A load balancer whose boot still runs stays out of the election; a failed unit elsewhere (degraded)
+    does not keep it out. The answer is kept (the marker) only once the boot has finished."""
+    result, asked, marker = run_boot_finished_check(tmp_path, state)
+    assert (result.returncode == 0) == passes, (state, result)
+    assert result.stdout == "" and result.stderr == "" and asked == [state]
+    assert marker.exists() == passes
+
+
+def test_a_booted_node_passes_the_check_without_asking_systemd_again(tmp_path):
+    """Once booted, a busy systemd (slow to answer, or answering anything) cannot fail the check."""
+    first, _, marker = run_boot_finished_check(tmp_path, "running")
+    assert first.returncode == 0 and marker.exists()
+    again, asked, _ = run_boot_finished_check(tmp_path, "starting")
+    assert again.returncode == 0 and asked == []

@@ -74,6 +74,9 @@ def test_the_table_s_formulas_give_its_figures():
         assert promises.FAILOVER_SECONDS["haproxy dies, polled check"][profile] == round(2 * check + 0.5, 3)
         assert promises.FAILOVER_SECONDS["haproxy dies, weighted check"][profile] == round(2 * check + 4 * advert + 0.5, 3)
         assert promises.FAILBACK_SECONDS[profile] == round(7 * check + 2 * advert + 1, 3)
+    weighted_lost = promises.WEIGHT_MODE_LINK_OR_NODE_LOST_SECONDS["classic"]
+    assert weighted_lost == 3.7 >= 3 * 1 + (256 - 101) / 256 * 1
+    assert f"waits a skew of 0.61 A: classic {seconds(weighted_lost)}" in row("the master's link or the whole node")[0]
 
 
 def failover_table_header() -> str:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from components.render import (
+    PATHS,
     lab_hosts,
     load_balancer_files,
     render_haproxy_cfg,
@@ -66,8 +67,10 @@ def test_keepalived_renders_the_classic_values():
     s = settings()
     lb01, lb02 = render_keepalived_conf(s, lb(s, "lb01")), render_keepalived_conf(s, lb(s, "lb02"))
     for conf in (lb01, lb02):
-        # HAProxy's death is the kernel's event; no polled check beside it (it made busy guests flap).
-        assert "vrrp_script" not in conf and "track_script" not in conf and "systemctl" not in conf
+        # HAProxy's death is the kernel's event; no polled check of it beside it (it made busy guests flap).
+        # The one script is the boot check (it asks systemd nothing once the boot has finished).
+        assert "check_haproxy" not in conf and "systemctl" not in conf
+        assert conf.count("vrrp_script ") == 1 and "vrrp_script check_booted {" in conf
         assert "\n    weight" not in conf and "virtual_router_id 1" in conf
         assert "advert_int 1\n" in conf and "vrrp_version 2" in conf
         assert "192.168.10.3 dev frontend" in conf and "interface frontend" in conf
@@ -255,10 +258,25 @@ def test_without_the_process_event_connector_only_the_polled_check_is_rendered()
     s = settings(vrrp={"trackProcess": False})
     conf = render_keepalived_conf(s, lb(s, "lb01"))
     assert "track_process" not in conf and "vrrp_track_process" not in conf
-    assert "track_script {\n        check_haproxy\n    }" in conf
+    assert "track_script {\n        check_booted\n        check_haproxy\n    }" in conf
     check = conf.split("vrrp_script check_haproxy {")[1].split("}")[0]
     assert 'script "/usr/bin/systemctl is-active --quiet haproxy"' in check and "interval 2" in check
     assert "fall 2" in check and "rise 2" in check and "weight" not in check
+
+
+@pytest.mark.parametrize("vrrp", [{}, {"trackProcess": False}, {"profile": "fast"}, {"preempt": False},
+                                  {"unicast": False}])
+def test_every_vrrp_mode_keeps_a_node_out_of_the_election_until_its_boot_has_finished(vrrp):
+    """check_booted is tracked without a weight (a failure keeps the instance out, whatever the priorities),
+    polled at the check interval, one pass to come in and two failures to go out."""
+    s = settings(vrrp=vrrp)
+    for name in ("lb01", "lb02"):
+        conf = render_keepalived_conf(s, lb(s, name))
+        check = conf.split("vrrp_script check_booted {")[1].split("}")[0]
+        assert f'    script "{PATHS.boot_finished_check}"\n' in check and "weight" not in check
+        assert f"interval {s.vrrp.check_interval}\n" in check and "fall 2\n" in check and "rise 1\n" in check
+        tracked = conf.split("    track_script {\n")[1].split("    }")[0].split()
+        assert "check_booted" in tracked
 
 
 @pytest.mark.parametrize("vm", ["lb01", "web01"])

@@ -61,6 +61,8 @@ STATS_PASSWORD = "correct-horse-battery"
 HEARTBEAT_ADDRESS = "198.51.100.77"
 # The cloud image's login user (Debian's `debian`), under a uid no account of the test host has.
 LOGIN_USER, LOGIN_UID = "debian", 61999
+# Where the systemctl stand-in reads the boot's state (`is-system-running`), in each host's private /run.
+BOOT_STATE_FILE = "/run/ha-lb-boot-state"
 # What haproxy's and keepalived's Debian packages enable when installed (dh_installsystemd's default).
 DEBIAN_ENABLED_UNITS = ("haproxy", "keepalived")
 
@@ -503,6 +505,8 @@ class NetnsLab:
             # The notify script's metrics directory: each load balancer's own, never the test host's.
             "mkdir -p /var/lib/prometheus && mount -t tmpfs -o mode=0755 ha-lb-var-prometheus /var/lib/prometheus",
             f"mount --bind {SYSTEMCTL_STANDIN} /usr/bin/systemctl",
+            # A boot is under way until the harness says it finished (systemd: until every boot job is done).
+            f"echo starting > {BOOT_STATE_FILE}",
             self._bind_rendered_files(name),
             self._private_mounts[name],
         ])
@@ -513,18 +517,25 @@ class NetnsLab:
         self._private_mounts[name] = self._private_system_files(name)
         host.start(self._load_balancer_setup(name))
         # What cloud-init's runcmd does on the VM: run the activate script by its path (its mode and
-        # shebang decide whether it runs): sysctl, validation, firewall, services.
+        # shebang decide whether it runs): sysctl, validation, firewall, services. It runs in cloud-final,
+        # a boot job: the boot finishes after it.
         host.exec([PATHS.activate])
+        self.finish_boot(name)
+
+    def finish_boot(self, name: str) -> None:
+        """The load balancer's boot has finished: `systemctl is-system-running` says "running" from now on."""
+        self.host(name).shell(f"echo running > {BOOT_STATE_FILE}")
 
     def as_login_user(self, name: str, script: str, check: bool = False) -> subprocess.CompletedProcess:
         """Run a script as `pulumi up`'s commands run on the VM: as the unprivileged login user, one
         command string for its shell; what needs root goes through `sudo -n`."""
         return self.host(name).exec(["runuser", "-u", LOGIN_USER, "--", "sh", "-c", script], check=check, timeout=60)
 
-    def reboot(self, name: str) -> None:
+    def reboot(self, name: str, boot_finishes: bool = True) -> None:
         """A load balancer reboots: every process ends, the kernel forgets its runtime state (firewall,
         addresses keepalived added, sysctls), then boot starts what systemd would: sysctl.d, and the units
-        linked in multi-user.target.wants. cloud-init's runcmd does not run again (same instance)."""
+        linked in multi-user.target.wants. cloud-init's runcmd does not run again (same instance). With
+        boot_finishes=False the boot stays under way (as a slow one does) until `finish_boot`."""
         host = self.host(name)
         host.stop()
         netns = self.netns(name)
@@ -540,6 +551,8 @@ class NetnsLab:
                    "for unit in nftables haproxy keepalived; do\n"
                    "    if [ -e /etc/systemd/system/multi-user.target.wants/$unit.service ]; then systemctl start $unit; fi\n"
                    "done")
+        if boot_finishes:
+            self.finish_boot(name)
 
     def _start_nginx_web_server(self, name: str) -> None:
         """A web server as its VM runs it: Debian's nginx.conf with the rendered site, the certificate made
@@ -638,6 +651,7 @@ class NetnsLab:
             if self.host(web).exec(["test", "-s", "/run/web.pid"], check=False).returncode != 0:
                 self.start_web(web)
         for lb in self.load_balancer_names:
+            self.finish_boot(lb)
             self.restore_link(lb)
             self.systemctl(lb, "start", "haproxy")
             self.systemctl(lb, "start", "keepalived")
