@@ -22,9 +22,9 @@ from .render import (
 from .settings import LabSettings, LoadBalancer
 
 # The files a load balancer can take without a rebuild, and the daemon each belongs to.
-# keepalived's scripts go with keepalived: it checks a script's ownership and mode when it loads its config.
+# The notify script goes with keepalived: keepalived checks a script's ownership and mode when it loads its config.
 ROLLOUT_SERVICES = {PATHS.haproxy: "haproxy", PATHS.keepalived: "keepalived", PATHS.vrrp_notify: "keepalived",
-                    PATHS.boot_finished_check: "keepalived", PATHS.nftables: "nftables"}
+                    PATHS.nftables: "nftables"}
 # How the rollout applies each changed daemon's file, in this order: the firewall first, so a new port is
 # open before HAProxy listens on it; HAProxy's reload starts new workers beside the old ones (no connection
 # is refused).

@@ -57,7 +57,6 @@ class GuestPaths:
     tls_key: str = "/etc/ssl/private/ha-lb-web.key"
     activate: str = "/usr/local/sbin/ha-lb-activate"
     vrrp_notify: str = "/usr/local/sbin/ha-lb-vrrp-notify"
-    boot_finished_check: str = "/usr/local/sbin/ha-lb-boot-finished"
     boot_finished_marker: str = "/run/ha-lb-boot-finished"  # /run: a tmpfs, empty at every boot
     # prometheus-node-exporter's textfile collector directory (Debian's build default,
     # --collector.textfile.directory) and the file the VRRP notify script writes there.
@@ -187,12 +186,8 @@ def render_keepalived_conf(settings: LabSettings, lb: LoadBalancer) -> str:
         frontend=settings.frontend,
         vip=settings.vip,
         notify_path=PATHS.vrrp_notify,
-        boot_finished_check=PATHS.boot_finished_check,
+        boot_finished_marker=PATHS.boot_finished_marker,
     )
-
-
-def render_boot_finished_check() -> str:
-    return _render("boot-finished-check.sh.j2", path=PATHS.boot_finished_check, marker=PATHS.boot_finished_marker)
 
 
 def render_vrrp_notify() -> str:
@@ -244,7 +239,6 @@ def load_balancer_files(settings: LabSettings, lb: LoadBalancer, stats_password_
         GuestFile(PATHS.keepalived, "0640", render_keepalived_conf(settings, lb)),
         # 0755 and root's: keepalived's enable_script_security refuses a script others can write.
         GuestFile(PATHS.vrrp_notify, "0755", render_vrrp_notify()),
-        GuestFile(PATHS.boot_finished_check, "0755", render_boot_finished_check()),
         GuestFile(PATHS.activate, "0755", _render("activate-load-balancer.sh.j2", host=host, paths=PATHS)),
     )
 

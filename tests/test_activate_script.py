@@ -6,6 +6,7 @@ against the real daemons; this is the fast check)."""
 from __future__ import annotations
 
 import pathlib
+import shlex
 import subprocess
 
 import pytest
@@ -113,25 +114,27 @@ echo "$STATE"
 
 
 def run_boot_finished_check(directory, state: str) -> tuple[subprocess.CompletedProcess, list[str], pathlib.Path]:
-    """keepalived's check_booted script as write_files installs it, run against a systemctl reporting `state`;
-    its marker (on the guest's /run) moved into `directory`. (result, states systemctl was asked for, marker)."""
+    """keepalived's check_booted script as lb01's keepalived.conf gives it (split into arguments as keepalived
+    splits it, shell-like; the namespace harness runs it under the real keepalived), run against a systemctl
+    reporting `state`, its marker (on the guest's /run) moved into `directory`.
+    (result, states systemctl was asked for, marker)."""
     settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="activate")
     lb01 = next(h for h in lab_hosts(settings) if h.name == "lb01")
     user_data = yaml.safe_load(render_host(settings, lb01, stats_password_hash(settings, "x" * 8)).user_data)
-    [check] = [f for f in user_data["write_files"] if f["path"] == PATHS.boot_finished_check]
     keepalived_conf = next(f["content"] for f in user_data["write_files"] if f["path"] == PATHS.keepalived)
-    assert f'script "{PATHS.boot_finished_check}"' in keepalived_conf
+    check = keepalived_conf.split("vrrp_script check_booted {\n")[1].split("\n")
+    [line] = [line.strip() for line in check if line.strip().startswith("script ")]
+    [_, command] = shlex.split(line)  # keepalived: `script "COMMAND"`, COMMAND split as a shell would
+    arguments = shlex.split(command)
+    assert arguments[:2] == ["/usr/bin/sh", "-c"] and PATHS.boot_finished_marker in arguments[2]
     marker = directory / "boot-finished"
-    assert PATHS.boot_finished_marker in check["content"]
-    script = directory / "ha-lb-boot-finished"
-    script.write_text(check["content"].replace(PATHS.boot_finished_marker, str(marker)))
-    script.chmod(int(check["permissions"], 8))
+    arguments[2] = arguments[2].replace(PATHS.boot_finished_marker, str(marker))
     (directory / "bin").mkdir(exist_ok=True)
     (directory / "bin" / "systemctl").write_text(IS_SYSTEM_RUNNING)
     (directory / "bin" / "systemctl").chmod(0o755)
     calls = directory / "calls"
     calls.write_text("")
-    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=30,
+    result = subprocess.run(arguments, capture_output=True, text=True, timeout=30,
                             env={"PATH": f"{directory / 'bin'}:/usr/bin:/bin", "STATE": state, "CALLS": str(calls)})
     return result, calls.read_text().split(), marker
 

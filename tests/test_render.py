@@ -69,7 +69,7 @@ def test_keepalived_renders_the_classic_values():
     for conf in (lb01, lb02):
         # HAProxy's death is the kernel's event; no polled check of it beside it (it made busy guests flap).
         # The one script is the boot check (it asks systemd nothing once the boot has finished).
-        assert "check_haproxy" not in conf and "systemctl" not in conf
+        assert "check_haproxy" not in conf and "is-active" not in conf
         assert conf.count("vrrp_script ") == 1 and "vrrp_script check_booted {" in conf
         assert "\n    weight" not in conf and "virtual_router_id 1" in conf
         assert "advert_int 1\n" in conf and "vrrp_version 2" in conf
@@ -273,7 +273,7 @@ def test_every_vrrp_mode_keeps_a_node_out_of_the_election_until_its_boot_has_fin
     for name in ("lb01", "lb02"):
         conf = render_keepalived_conf(s, lb(s, name))
         check = conf.split("vrrp_script check_booted {")[1].split("}")[0]
-        assert f'    script "{PATHS.boot_finished_check}"\n' in check and "weight" not in check
+        assert f"    script \"/usr/bin/sh -c 'test -e {PATHS.boot_finished_marker} || " in check and "weight" not in check
         assert f"interval {s.vrrp.check_interval}\n" in check and "fall 2\n" in check and "rise 1\n" in check
         tracked = conf.split("    track_script {\n")[1].split("    }")[0].split()
         assert "check_booted" in tracked
@@ -366,3 +366,12 @@ def test_the_metrics_output_names_every_scrape_target():
         "haproxy": ["192.168.10.4:9405", "192.168.10.2:9405"],
         "node": ["192.168.10.4:9100", "192.168.10.2:9100", "192.168.80.3:9100", "192.168.80.2:9100"],
     }
+
+
+@pytest.mark.parametrize("vrrp", [{}, {"profile": "fast"}, {"unicast": False}])
+def test_the_master_repeats_its_gratuitous_arp_every_second(vrrp):
+    """A host that followed another node's gratuitous ARP (a second master for a moment) is back within a second."""
+    s = settings(vrrp=vrrp)
+    for name in ("lb01", "lb02"):
+        instance = render_keepalived_conf(s, lb(s, name)).split("vrrp_instance web-prod {")[1]
+        assert "\n    garp_master_refresh 1\n" in instance and "\n    garp_master_delay 1\n" in instance

@@ -84,7 +84,7 @@ def test_every_privileged_step_goes_through_sudo(tmp_path, scripts, activate):
     if activate:
         installed = [c.split()[-1] for c in calls if c.startswith("root install")]
         assert installed == ["/etc/nftables.conf", "/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf",
-                             "/usr/local/sbin/ha-lb-vrrp-notify", "/usr/local/sbin/ha-lb-boot-finished"]
+                             "/usr/local/sbin/ha-lb-vrrp-notify"]
         assert {"root systemctl restart nftables.service", "root systemctl reload haproxy.service",
                 "root systemctl reload keepalived.service"} <= set(calls), calls
     else:
