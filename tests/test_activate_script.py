@@ -45,12 +45,17 @@ EXPECTED_FILE = {"sysctl": PATHS.sysctl, "nft": PATHS.nftables, "haproxy": PATHS
                  "keepalived": PATHS.keepalived}
 
 
+def lb01_user_data() -> dict:
+    """lb01's cloud-init user-data, as the program renders it."""
+    settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="activate")
+    lb01 = next(h for h in lab_hosts(settings) if h.name == "lb01")
+    return yaml.safe_load(render_host(settings, lb01, stats_password_hash(settings, "x" * 8)).user_data)
+
+
 def run_activate(directory, failing: str = "") -> tuple[subprocess.CompletedProcess, list[str], dict]:
     """lb01's activate script, written with the mode write_files gives it and run by its path as runcmd
     runs it (as root), against the stand-ins; `failing` names a validator that rejects its file."""
-    settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="activate")
-    lb01 = next(h for h in lab_hosts(settings) if h.name == "lb01")
-    user_data = yaml.safe_load(render_host(settings, lb01, stats_password_hash(settings, "x" * 8)).user_data)
+    user_data = lb01_user_data()
     [activate] = [f for f in user_data["write_files"] if f["path"] == PATHS.activate]
     script = directory / "ha-lb-activate"
     script.write_text(activate["content"])
@@ -118,10 +123,7 @@ def run_boot_finished_check(directory, state: str) -> tuple[subprocess.Completed
     splits it, shell-like; the namespace harness runs it under the real keepalived), run against a systemctl
     reporting `state`, its marker (on the guest's /run) moved into `directory`.
     (result, states systemctl was asked for, marker)."""
-    settings = load_settings({**key_config(), "statsPassword": "correct-horse-battery"}, stack="activate")
-    lb01 = next(h for h in lab_hosts(settings) if h.name == "lb01")
-    user_data = yaml.safe_load(render_host(settings, lb01, stats_password_hash(settings, "x" * 8)).user_data)
-    keepalived_conf = next(f["content"] for f in user_data["write_files"] if f["path"] == PATHS.keepalived)
+    keepalived_conf = next(f["content"] for f in lb01_user_data()["write_files"] if f["path"] == PATHS.keepalived)
     check = keepalived_conf.split("vrrp_script check_booted {\n")[1].split("\n")
     [line] = [line.strip() for line in check if line.strip().startswith("script ")]
     [_, command] = shlex.split(line)  # keepalived: `script "COMMAND"`, COMMAND split as a shell would
