@@ -6,8 +6,8 @@ Shows which load balancer holds the VIP, each one's VRRP state and when it last 
 notify script recorded it for the metrics), each backend server's state in each HAProxy, and every VM's
 services. Exit status, as monitoring plugins use it: 0 healthy; 1 degraded (the pair serves and can fail
 over, but something is down: a backend server HAProxy sends no traffic to, a service, a web server out of
-reach); 2 the pair is unhealthy (no load balancer or both hold the VIP, one is in FAULT or stopped, out of
-reach, or the holder's HAProxy is down); 3 the lab could not be read. A server HAProxy still serves from but
+reach, still booting); 2 the pair is unhealthy (no load balancer or both hold the VIP, one is in FAULT,
+stopped, still booting or out of reach, or the holder's HAProxy is down); 3 the lab could not be read. A server HAProxy still serves from but
 whose last check failed (`UP 1/2`: one more failure takes it out, as `fall` allows) or that HAProxy has not
 checked yet since it started is a note, not a problem: it is what `fall` is there to absorb.
 """
@@ -30,6 +30,10 @@ OK, DEGRADED, UNHEALTHY, UNKNOWN = 0, 1, 2, 3
 LEVELS = {OK: "healthy", DEGRADED: "degraded", UNHEALTHY: "UNHEALTHY", UNKNOWN: "unknown"}
 # A VM that does not answer within this is reported out of reach (emulated guests answer in about a second).
 PROBE_TIMEOUT_SECONDS = 20
+# What `systemctl is-system-running` says while boot jobs still run (systemctl(1)); then "running", or "degraded"
+# when a unit failed. A booting load balancer is kept out of the election (keepalived's boot check), and its VRRP
+# state on file is the one its shutdown wrote (STOP).
+BOOTING = ("initializing", "starting")
 # HAProxy `show stat` CSV columns (management guide, "9.1. CSV format"): 0 pxname, 1 svname, 17 status,
 # 36 check_status (the last check's result: L7OK, L4TOUT, L4CON...; INI before the first check; empty without;
 # prefixed with "* " while a check runs).
@@ -58,7 +62,7 @@ for line in answer.decode().splitlines():
 
 def probe_script(host: Host, vip: str) -> str:
     """What runs on a VM (`sh -s`): one line per fact, `KIND ARGS...`."""
-    lines = ["set -u", "echo clock $(date +%s)"]
+    lines = ["set -u", "echo clock $(date +%s)", 'echo system "$(systemctl is-system-running)"']
     lines += [f'echo service {unit} "$(systemctl is-active {unit}.service)"' for unit in SERVICES[host.role]]
     if host.role == LOAD_BALANCER:
         lines += [
@@ -114,21 +118,28 @@ class NodeStatus:
     reachable: bool
     error: str = ""
     clock: Optional[float] = None
+    system: str = ""  # systemd's state (`systemctl is-system-running`)
     services: dict[str, str] = field(default_factory=dict)
     holds_vip: bool = False
     vrrp: tuple[VrrpInstance, ...] = ()
     servers: tuple[BackendServer, ...] = ()
     servers_readable: bool = True
 
+    @property
+    def booting(self) -> bool:
+        return self.system in BOOTING
+
 
 def parse_probe(host: Host, output: str) -> NodeStatus:
     """A node's status from probe_script's output."""
-    clock, services, holds_vip, states, since, servers, readable = None, {}, False, {}, {}, [], True
+    clock, system, services, holds_vip, states, since, servers, readable = None, "", {}, False, {}, {}, [], True
     for line in output.splitlines():
         kind, _, rest = line.partition(" ")
         words = rest.split()
         if kind == "clock" and words:
             clock = float(words[0])
+        elif kind == "system":
+            system = words[0] if words else "unknown"
         elif kind == "service" and len(words) == 2:
             services[words[0]] = words[1]
         elif kind == "vip" and words:
@@ -148,7 +159,7 @@ def parse_probe(host: Host, output: str) -> NodeStatus:
                           error=f"unexpected answer: {output.strip()[:200] or '(nothing)'}")
     instances = tuple(VrrpInstance(name, states.get(name, "unknown"), since.get(name))
                       for name in sorted(set(states) | set(since)))
-    return NodeStatus(host.name, host.role, str(host.address), True, clock=clock, services=services,
+    return NodeStatus(host.name, host.role, str(host.address), True, clock=clock, system=system, services=services,
                       holds_vip=holds_vip, vrrp=instances, servers=tuple(servers), servers_readable=readable)
 
 
@@ -193,7 +204,10 @@ def assess(nodes: tuple[NodeStatus, ...]) -> tuple[int, tuple[str, ...]]:
         if not node.reachable:
             unhealthy.append(f"{node.name}: out of reach ({node.error})")
             continue
-        for instance in node.vrrp or (VrrpInstance("(none)", "unknown", None),):
+        if node.booting:
+            unhealthy.append(f"{node.name}: booting (systemd: {node.system}); keepalived keeps it out of the "
+                             "election until its boot has finished")
+        for instance in () if node.booting else node.vrrp or (VrrpInstance("(none)", "unknown", None),):
             if instance.state not in ("MASTER", "BACKUP"):
                 unhealthy.append(f"{node.name}: VRRP instance {instance.name} is {instance.state}")
         if node.holds_vip and any(instance.state != "MASTER" for instance in node.vrrp):
@@ -214,6 +228,8 @@ def assess(nodes: tuple[NodeStatus, ...]) -> tuple[int, tuple[str, ...]]:
             if node.role != LOAD_BALANCER:
                 degraded.append(f"{node.name}: out of reach ({node.error})")
             continue
+        if node.booting and node.role != LOAD_BALANCER:
+            degraded.append(f"{node.name}: booting (systemd: {node.system})")
         degraded += [f"{node.name}: {unit} is {state}" for unit, state in node.services.items()
                      if state != "active" and not (node.role == LOAD_BALANCER and unit == "haproxy" and node.holds_vip)]
     level = UNHEALTHY if unhealthy else DEGRADED if degraded else OK
@@ -260,7 +276,7 @@ def format_status(status: LabStatus) -> str:
         if not node.reachable:
             rows.append([node.name, node.address, "?", "?", *["?"] * len(units), f"out of reach: {node.error}"])
             continue
-        vrrp = ", ".join(f"{i.name} {i.state}" for i in node.vrrp) or "unknown"
+        vrrp = "booting" if node.booting else ", ".join(f"{i.name} {i.state}" for i in node.vrrp) or "unknown"
         last = "; ".join(_ago(i.since, node.clock) for i in node.vrrp if i.since is not None)
         rows.append([node.name, node.address, "held" if node.holds_vip else "-", vrrp,
                      *[node.services.get(unit, "?") for unit in units], last])

@@ -126,8 +126,10 @@ def test_the_commands_exit_3_when_the_stack_cannot_be_read(tmp_path, capsys):
 
 
 STUBS = {
+    # systemctl is-system-running: $SYSTEM (its exit status 0 only for "running", as systemctl(1) says);
     # systemctl is-active UNIT: "active", except the units named in $INACTIVE.
-    "systemctl": 'unit=${2%.service}; case " $INACTIVE " in *" $unit "*) echo inactive; exit 3 ;; esac; echo active',
+    "systemctl": 'if [ "$1" = is-system-running ]; then echo "${SYSTEM:-running}"; [ "${SYSTEM:-running}" = running ]; '
+                 'exit; fi; unit=${2%.service}; case " $INACTIVE " in *" $unit "*) echo inactive; exit 3 ;; esac; echo active',
     "ip": 'echo "2: frontend    inet 192.168.10.4/24 brd 192.168.10.255 scope global frontend"; '
           '[ -z "$HOLDS_VIP" ] || echo "2: frontend    inet 192.168.10.3/32 scope global frontend"',
     "sudo": '[ "$1" = -n ] || { echo "sudo without -n" >&2; exit 1; }; shift; exec "$@"',
@@ -191,6 +193,24 @@ def test_the_probe_reads_the_vrrp_state_the_vip_the_services_and_each_server(tmp
         "lb01: HAProxy sees web-prod-http/web04 UP 1/2: not checked yet since HAProxy started")
 
 
+def test_a_booting_load_balancer_is_named_booting_not_by_the_state_its_shutdown_left(tmp_path):
+    # The notify script's file survives the reboot with STOP; systemd is still running boot jobs.
+    output = run_probe(tmp_path, "lb01", [["INSTANCE", "web-prod", "MASTER", "254"],
+                                          ["INSTANCE", "web-prod", "STOP", "254"]], env="SYSTEM=starting")
+    node = status.parse_probe(host("lb01"), output)
+    assert node.booting and node.system == "starting", output
+    (tmp_path / "lb02").mkdir()
+    peer = status.parse_probe(host("lb02"), run_probe(tmp_path / "lb02", "lb02",
+                                                      [["INSTANCE", "web-prod", "MASTER", "253"]], env="HOLDS_VIP=1"))
+    assert not peer.booting and peer.system == "running"
+    level, problems = status.assess((node, peer))
+    assert level == status.UNHEALTHY
+    assert "lb01: booting (systemd: starting); keepalived keeps it out of the election until its boot has finished" \
+        in problems and not any("is STOP" in problem for problem in problems), problems
+    table = status.format_status(status.LabStatus("dev", "192.168.10.3", (node, peer), level, problems))
+    assert table.splitlines()[3].split()[:4] == ["lb01", "192.168.10.4", "-", "booting"], table
+
+
 def test_a_stopped_keepalived_and_an_inactive_service_show_in_the_probe(tmp_path):
     output = run_probe(tmp_path, "lb02", [["INSTANCE", "web-prod", "BACKUP", "253"],
                                           ["INSTANCE", "web-prod", "STOP", "253"]], env="INACTIVE=keepalived")
@@ -203,17 +223,18 @@ def test_a_stopped_keepalived_and_an_inactive_service_show_in_the_probe(tmp_path
 
 
 def lb(name: str, state: str = "BACKUP", holds: bool = False, haproxy: str = "active",
-       servers=(("web01", "UP"), ("web02", "UP"))) -> status.NodeStatus:
+       servers=(("web01", "UP"), ("web02", "UP")), system: str = "running") -> status.NodeStatus:
     units = {unit: "active" for unit in status.SERVICES[LOAD_BALANCER]}
-    return status.NodeStatus(name, LOAD_BALANCER, "192.168.10.4", True, clock=2e9,
+    return status.NodeStatus(name, LOAD_BALANCER, "192.168.10.4", True, clock=2e9, system=system,
                              services={**units, "haproxy": haproxy}, holds_vip=holds,
                              vrrp=(status.VrrpInstance("web-prod", state, 2e9 - 10000),),
                              servers=tuple(status.BackendServer("web-prod-http", *server) for server in servers))
 
 
-def web(name: str, nginx: str = "active") -> status.NodeStatus:
+def web(name: str, nginx: str = "active", system: str = "running") -> status.NodeStatus:
     units = {unit: "active" for unit in status.SERVICES[WEB_SERVER]}
-    return status.NodeStatus(name, WEB_SERVER, "192.168.80.3", True, clock=2e9, services={**units, "nginx": nginx})
+    return status.NodeStatus(name, WEB_SERVER, "192.168.80.3", True, clock=2e9, system=system,
+                             services={**units, "nginx": nginx})
 
 
 def unreachable(name: str, role: str = LOAD_BALANCER) -> status.NodeStatus:
@@ -230,6 +251,11 @@ HEALTHY = (lb("lb01", "MASTER", True), lb("lb02"), web("web01"), web("web02"))
      "split brain: lb01 and lb02 both hold the VIP"),
     ((lb("lb01", "FAULT"), lb("lb02", "MASTER", True)), status.UNHEALTHY, "lb01: VRRP instance web-prod is FAULT"),
     ((lb("lb01", "STOP"), lb("lb02", "MASTER", True)), status.UNHEALTHY, "lb01: VRRP instance web-prod is STOP"),
+    # Booted but degraded (a unit failed): the VRRP state on file is current again.
+    ((lb("lb01", "STOP", system="degraded"), lb("lb02", "MASTER", True)), status.UNHEALTHY,
+     "lb01: VRRP instance web-prod is STOP"),
+    ((lb("lb01", "MASTER", True), lb("lb02"), web("web01", system="starting")), status.DEGRADED,
+     "web01: booting (systemd: starting)"),
     ((lb("lb01", "MASTER", True), unreachable("lb02")), status.UNHEALTHY, "lb02: out of reach (Connection timed out)"),
     ((lb("lb01", "MASTER", True, haproxy="failed"), lb("lb02")), status.UNHEALTHY,
      "lb01: holds the VIP but HAProxy is failed"),
