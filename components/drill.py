@@ -3,8 +3,8 @@
     python -m components.drill [STACK] --fault haproxy|keepalived|link|reboot [--wait-healthy S] [--json FILE]
 
 Refuses unless `python -m components.status` finds the lab healthy (at once, or within --wait-healthy seconds). Then, with requests sent to the VIP from
-this host the whole time (one every 20 ms, each on its own connection, at most two in flight, 0.25 s timeout,
-for at most the fault's time limit) and each load balancer's VIP events followed over SSH, it breaks the
+this host the whole time (one every 20 ms, each on its own connection whether or not the earlier ones have
+answered, 0.25 s timeout, for at most the fault's time limit) and each load balancer's VIP events followed over SSH, it breaks the
 load balancer holding the VIP:
 
   haproxy     HAProxy killed with SIGKILL; systemd restarts it (Restart=always), as a crash would go
@@ -40,11 +40,10 @@ FAULTS = ("haproxy", "keepalived", "link", "reboot")
 # Upper bounds for a whole drill (fault, failover, repair, failback), chosen for emulated guests, where a
 # reboot takes about three minutes: the drill's client and VIP followers never run longer than this.
 TIME_LIMIT_SECONDS = {"haproxy": 180, "keepalived": 180, "link": 180, "reboot": 600}
-# A request every 20 ms, each given 0.25 s: an outage is resolved to about a tenth of a second, and at most two
-# requests in flight keep a slow (emulated) lab from being buried in retries.
+# A request every 20 ms, each given 0.25 s, whether or not the earlier ones have answered: an outage is resolved
+# to 20 ms (a client that waited for its requests would resolve it only to the timeout).
 REQUEST_INTERVAL_SECONDS = 0.02
 REQUEST_TIMEOUT_SECONDS = 0.25
-REQUESTS_IN_FLIGHT = 2
 # After the lab is back, it is watched this long more (at least), so a late move shows in "VIP holders seen".
 MIN_SETTLE_SECONDS = 5
 DEFAULT_LINK_DOWN_SECONDS = 5
@@ -63,8 +62,8 @@ class DrillResult:
     master: str  # held the VIP before the fault
     took_over: Optional[str]  # the first other load balancer to take it
     took_over_after: Optional[float]  # seconds from the fault
-    outage: float  # the failover: the first run of failed requests after the fault, to the next good answer (s)
-    longest_outage: float  # the longest such run in the whole drill (the failback's included)
+    outage: float  # the failover: the first outage after the fault (VipPoller.failed_runs), in seconds
+    longest_outage: float  # the longest outage in the whole drill (the failback's included)
     failed: int
     sent: int
     failback_failed: Optional[int]  # failed requests from a second before the master took the VIP back
@@ -72,6 +71,8 @@ class DrillResult:
     both_held: Optional[float]  # the longest time both held the VIP, by the host's arrival stamps (s)
     back_after: Optional[float]  # seconds from the fault until the original state (None: not reached)
     vip_back_after: Optional[float]  # seconds from the fault until the master held the VIP again
+    failback_outage: Optional[float] = None  # the longest outage from a second before the master took the VIP back
+    failures: tuple[tuple[float, str], ...] = ()  # each failed request: (seconds after the fault it was sent, why)
 
     @property
     def moves(self) -> int:
@@ -125,7 +126,7 @@ def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DO
             log("drill refused: no VIP events from the load balancers (`ip monitor` over SSH)")
             return None, REFUSED
         with VipPoller(lab.vip, lab.settings.http_port, interval=REQUEST_INTERVAL_SECONDS, limit=limit + 10,
-                       timeout=REQUEST_TIMEOUT_SECONDS, in_flight=REQUESTS_IN_FLIGHT) as poller:
+                       timeout=REQUEST_TIMEOUT_SECONDS) as poller:
             time.sleep(2)  # a baseline of good answers
             started = time.monotonic()
             log(f"drill: {fault} on {master} (the VIP holder); {peer} should take over")
@@ -156,11 +157,11 @@ def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DO
             # over SSH (or the status view) saw it, later than it happened; its failback is not counted.
             moves.append((vip_back_seen or healthy_at or time.monotonic(), final_holder))
         first_other = moves[0] if moves else (None, None)  # a move is always to another node than the last
-        first_failure = poller.first_failure(started)
+        runs = poller.failed_runs(started)
         drill = DrillResult(
             fault=fault, master=master, took_over=first_other[1],
             took_over_after=None if first_other[0] is None else first_other[0] - started,
-            outage=0.0 if first_failure is None else poller.outage(first_failure),
+            outage=runs[0].seconds if runs else 0.0,
             longest_outage=poller.longest_outage(started), failed=len(poller.failures(started)),
             sent=len([s for s in poller.samples if s.at >= started]),
             # The host stamps the VIP event on arrival: the requests the handover broke started just before.
@@ -168,7 +169,9 @@ def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DO
             holders_seen=(master, *[name for _, name in moves]),
             # The master's own VIP events cannot reach this host while its link is down or it reboots.
             both_held=None if fault in ("link", "reboot") else holders.longest_double_hold(started),
-            back_after=back_after, vip_back_after=None if vip_back is None else vip_back - started)
+            back_after=back_after, vip_back_after=None if vip_back is None else vip_back - started,
+            failback_outage=None if vip_back is None else poller.longest_outage(vip_back - 1.0),
+            failures=tuple((round(s.at - started, 3), s.detail) for s in poller.failures(started)))
         log(format_timeline(poller, holders, started))
         return drill, OK if back_after is not None else NOT_RESTORED
     finally:
@@ -208,16 +211,12 @@ def _wait_for_health(lab: Lab, ssh: Ssh, master: str, deadline: float) -> tuple[
 
 
 def format_timeline(poller: VipPoller, holders: VipHolders, started: float) -> str:
-    """VIP moves and runs of failed requests, in seconds after the fault was issued."""
+    """VIP moves and outages, in seconds after the fault was issued."""
     events = [(at, what) for at, what in holders.changes(started)]
-    run: list = []
-    for sample in [s for s in poller.samples if s.at >= started] + [None]:
-        if sample is not None and not sample.ok:
-            run.append(sample)
-        elif run:
-            recovered = f", answered again at +{sample.at - started:.2f} s" if sample is not None else ""
-            events.append((run[0].at, f"{len(run)} failed request(s) ({run[0].detail}){recovered}"))
-            run = []
+    for run in poller.failed_runs(started):
+        kinds = sorted({s.detail.split(":")[0][:40] for s in poller.failures(run.started) if s.at < run.ended})
+        recovered = f", answered again at +{run.ended - started:.2f} s" if run.ended != float("inf") else ""
+        events.append((run.started, f"{run.failed} failed request(s) ({', '.join(kinds)}){recovered}"))
     lines = [f"  +{at - started:6.2f} s  {what}" for at, what in sorted(events)]
     return "timeline (from issuing the fault):\n" + ("\n".join(lines) or "  (nothing happened)")
 

@@ -44,13 +44,14 @@ DOUBLE_HOLD_BY_ARRIVAL_STAMPS = 0.1
 ALL_DOWN_FIRST_503_SECONDS = 3.0
 ALL_DOWN_503_SECONDS = 0.5
 # "VM end-to-end test": a lost node (a VM powered off or rebooted) with the classic timing, as the host's
-# client sees it on the emulated VMs (0.25 s timeouts, two requests in flight): seconds.
+# client sees it on the emulated VMs (0.25 s timeouts, a request sent on time whether or not the earlier ones
+# have answered): seconds.
 REBUILD_LONGEST_OUTAGE = 4.5
 # The master resigns (HAProxy killed, event-driven track; keepalived stopped), as that client sees it on the
 # emulated VMs (seconds).
 VM_RESIGNATION_OUTAGE = 1.5
-# A failback on the emulated VMs: the requests in flight across the handover (two) and those a guest that has
-# just taken the VIP answers after the client's 0.25 s timeout.
-VM_FAILBACK_FAILED_REQUESTS = 8
+# A failback on the emulated VMs, as that client sees it (seconds): the requests in flight across the handover
+# break, and a host that missed the returning master's first gratuitous ARPs follows the next, a second later.
+VM_FAILBACK_OUTAGE = 1.5
 # The same for the fast profile's lost link on the emulated VMs (seconds).
 VM_FAST_LINK_LOSS_OUTAGE = 1.0

@@ -8,6 +8,8 @@ import json
 import os
 import pathlib
 import stat
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -362,3 +364,69 @@ def test_the_drill_table_reads_as_a_report():
                                                    "lb01 -> lb02 -> lb01", "0.01", "31.50"]
     assert [c.strip() for c in header.split("|")][:3] == ["fault", "master", "took over"]
     assert result.moves == 2
+
+
+# -- the drill's client ----------------------------------------------------------------------------------------
+
+
+def test_a_request_in_flight_at_the_fault_that_fails_late_does_not_split_the_outage():
+    poller = lab_access.VipPoller("192.0.2.1", 80, interval=0.02, timeout=0.25)
+    # A slow request sent at 10.00 fails after the one sent at 10.02 was answered (it was in flight when the
+    # fault struck); then an outage from 10.04 to 10.30; a second one 5 s later.
+    answered = {10.02: True, 10.04: False, 10.06: False, 10.30: True, 10.32: True, 15.00: False, 15.02: True}
+    poller._results = [lab_access.Sample(10.00, False, "RemoteDisconnected: Remote end closed connection")] + [
+        lab_access.Sample(at, ok, "200 served by web01" if ok else "TimeoutError: timed out")
+        for at, ok in answered.items()]
+    runs = poller.failed_runs(9.0)
+    assert [(run.started, run.ended, run.failed) for run in runs] == [(10.00, 10.30, 3), (15.00, 15.02, 1)]
+    assert poller.outage(10.00) == pytest.approx(0.30) and poller.longest_outage(9.0) == pytest.approx(0.30)
+    poller._results.append(lab_access.Sample(20.0, False, "TimeoutError: timed out"))
+    assert poller.longest_outage(9.0) == float("inf")
+
+
+CLIENT_IN_A_BLACKHOLE = """
+import json, subprocess, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from components.lab_access import VipPoller
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"served by web01"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+server = ThreadingHTTPServer(("127.0.0.1", 8080), Handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+nft = lambda rules: subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+nft("table inet blackhole { chain input { type filter hook input priority 0; }; }")
+with VipPoller("127.0.0.1", 8080, interval=0.02, timeout=0.25, limit=4, body_prefix="served by") as poller:
+    time.sleep(1.0)
+    nft("add rule inet blackhole input tcp dport 8080 drop")  # SYNs to the server vanish, as to a lost VIP
+    cut = time.monotonic()
+    time.sleep(float(sys.argv[1]))
+    nft("flush chain inet blackhole input")
+    healed = time.monotonic()
+    time.sleep(1.5)
+print(json.dumps({"blackhole": healed - cut, "runs": [[r.started - cut, r.seconds, r.failed] for r in poller.failed_runs(0)]}))
+"""
+
+
+def test_the_drills_client_resolves_an_outage_to_its_interval_not_its_timeout(tmp_path):
+    """A 0.1 s blackhole (packets to the server dropped, in a private network namespace): every request sent
+    into it times out after 0.25 s, and the client, sending every 20 ms whether or not the earlier ones have
+    answered, sees an outage of about 0.1 s. One that waited for its requests would see at least the timeout."""
+    script = tmp_path / "blackhole.py"
+    script.write_text(CLIENT_IN_A_BLACKHOLE)
+    project = str(pathlib.Path(__file__).resolve().parent.parent)
+    result = subprocess.run(["unshare", "--net", sys.executable, str(script), "0.1"], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "PYTHONPATH": project})
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout)
+    [(started, seconds, failed)] = measured["runs"]
+    assert -0.02 <= started <= 0.04, measured  # the first request sent into the blackhole
+    assert 0.08 <= seconds < 0.2 and failed >= 4, measured

@@ -58,7 +58,7 @@ def test_the_other_promises_are_the_same_numbers():
     assert f"a lost node (powered off) costs up to {seconds(promises.REBUILD_LONGEST_OUTAGE)}" in prose
     assert f"a lost link up to {seconds(promises.VM_FAST_LINK_LOSS_OUTAGE)} with the fast profile" in prose
     assert f"a killed HAProxy or a stopped keepalived up to {seconds(promises.VM_RESIGNATION_OUTAGE)} (measured" in prose
-    assert f"a failback costs up to {promises.VM_FAILBACK_FAILED_REQUESTS} failed requests (measured" in prose
+    assert f"a failback costs up to {seconds(promises.VM_FAILBACK_OUTAGE)} (measured" in prose
 
 
 def test_the_table_s_formulas_give_its_figures():
