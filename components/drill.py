@@ -73,6 +73,7 @@ class DrillResult:
     vip_back_after: Optional[float]  # seconds from the fault until the master held the VIP again
     failback_outage: Optional[float] = None  # the longest outage from a second before the master took the VIP back
     failures: tuple[tuple[float, str], ...] = ()  # each failed request: (seconds after the fault it was sent, why)
+    fault_at: Optional[float] = None  # this host's CLOCK_MONOTONIC when the fault was issued (to line up its other records)
 
     @property
     def moves(self) -> int:
@@ -171,7 +172,8 @@ def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DO
             both_held=None if fault in ("link", "reboot") else holders.longest_double_hold(started),
             back_after=back_after, vip_back_after=None if vip_back is None else vip_back - started,
             failback_outage=None if vip_back is None else poller.longest_outage(vip_back - 1.0),
-            failures=tuple((round(s.at - started, 3), s.detail) for s in poller.failures(started)))
+            failures=tuple((round(s.at - started, 3), s.detail) for s in poller.failures(started)),
+            fault_at=started)
         log(format_timeline(poller, holders, started))
         return drill, OK if back_after is not None else NOT_RESTORED
     finally:

@@ -37,8 +37,9 @@ from tests.e2e import host_guard, image, libvirt_daemon
 from tests.e2e.apt_mirror import MirrorServer
 from tests.e2e.config import LAB_NETWORKS, POOL_PATH, STACK, e2e_config
 from components.drill import fault_command
-from components.lab_access import Ssh, VipHolders, VipPoller, holds_vip, http_get, timeline
+from components.lab_access import Ssh, VipHolders, VipPoller, holds_vip, http_get, timeline, wait_until
 from tests.e2e.guest import tls_peer_common_name
+from tests.e2e.guest_cpu import CpuInterval, GuestCpu, format_intervals
 from tests.e2e.image_server import ImageServer
 from tests.engine import build
 from tests.engine.stack import PROJECT_ROOT, EngineStack
@@ -60,6 +61,9 @@ FIRST_RELEASE = os.environ.get("HA_LB_E2E_RELEASE", "trixie")
 SUITES = sorted({FIRST_RELEASE, "trixie", *(["bookworm"] if DEBIAN_12 else [])}, reverse=True)
 debian_12 = pytest.mark.skipif(not DEBIAN_12, reason="the move to Debian 12 runs with HA_LB_E2E_DEBIAN12=1 "
                                "(about 33 minutes more under TCG: outside CI's hour, see README)")
+# HA_LB_E2E_CPU_STUDY=N: N HAProxy kills on the master in each of three conditions (a study of where the host's
+# cores go during a failover, printed, not a promise: README, "Failover: what to expect").
+CPU_STUDY_ROUNDS = int(os.environ.get("HA_LB_E2E_CPU_STUDY", "0"))
 
 
 def _image_of(found: image.TestImage) -> pathlib.Path:
@@ -396,18 +400,37 @@ def _drill(e2e: E2ELab, fault: str, tmp_path: pathlib.Path) -> dict[str, Any]:
 
 
 def _watched_drill(e2e: E2ELab, fault: str, tmp_path: pathlib.Path, bound: float) -> dict[str, Any]:
-    """The drill, with the host's neighbour events for the VIP; when its failover outage exceeds `bound`, a report
-    of what happened: each failed request, the host's neighbour entry, both load balancers' journals."""
+    """The drill, with the host's neighbour events for the VIP and each guest's share of the host's cores; notes
+    the cores during the failover outage; when the outage exceeds `bound`, a report of what happened: each
+    failed request, the cores per 0.1 s, the host's neighbour entry, both load balancers' journals."""
     neighbours = _neighbour_events()
     try:
-        drill = _drill(e2e, fault, tmp_path)
+        with GuestCpu(_domains(e2e), limit=900) as cpu:
+            drill = _drill(e2e, fault, tmp_path)
     finally:
         seen = _vip_neighbour_events(e2e, neighbours)
+    fault_at = drill["fault_at"]
+    first_failed = fault_at + drill["failures"][0][0] if drill["failures"] else fault_at
+    during = cpu.share(first_failed, first_failed + drill["outage"]) if drill["failures"] else None
+    if during is not None:
+        note(f"drill --fault {fault}: the host's cores during the outage", _shares(during))
     if drill["outage"] > bound:  # each failed request, as lab_access.timeline writes them
         print("[e2e] failed requests (seconds after the fault was issued):\n" + "\n".join(
             f"  +{at:6.2f} s  request failed: {why}" for at, why in drill["failures"]), flush=True)
+        print("[e2e] the host's cores and each guest's vCPU (ran / waited for a core) per 0.1 s:\n" + format_intervals(
+            cpu.intervals(fault_at - 0.3, first_failed + drill["outage"] + 1), fault_at), flush=True)
         _print_handover_report(e2e, seen, "-u keepalived -u haproxy --since -3min")
     return drill
+
+
+def _domains(e2e: E2ELab) -> dict[str, str]:
+    """Each VM's libvirt domain (components/lab.py names them)."""
+    return {host.name: f"{e2e.settings.lab_name}-{host.name}" for host in lab_hosts(e2e.settings)}
+
+
+def _shares(interval: CpuInterval) -> str:
+    return (f"host {interval.host_busy:.0%} busy ({interval.host_steal:.0%} stolen), vCPU ran/waited: "
+            + ", ".join(f"{n} {interval.ran[n]:.0%}/{interval.waited[n]:.0%}" for n in sorted(interval.ran)))
 
 
 def _node_metrics(e2e: E2ELab, name: str) -> str:
@@ -638,6 +661,104 @@ def test_drills_a_stopped_keepalived_and_a_lost_link(e2e, tmp_path):
     assert 0 < link["outage"] <= NODE_LOSS_OUTAGE, link
     assert link["failback_outage"] <= promises.VM_FAILBACK_OUTAGE, link
     assert link["back_after"] is not None
+
+
+def _cpu_shares(domain: str, shares: Optional[int] = None) -> int:
+    """The domain's cgroup CPU weight (libvirt's `cpu_shares`), set first when `shares` is given. QEMU runs in a
+    cgroup of its own per domain, so only this weighs one guest against another: a thread's niceness counts
+    within its own cgroup alone."""
+    if shares is not None:
+        libvirt_daemon.virsh("schedinfo", domain, "--live", f"cpu_shares={shares}")
+    shown = libvirt_daemon.virsh("schedinfo", domain).stdout
+    return int(re.search(r"^cpu_shares\s*:\s*(\d+)", shown, re.M).group(1))  # type: ignore[union-attr]
+
+
+def _cpu_during(cpu: GuestCpu, windows: list[tuple[float, float]]) -> dict[str, float]:
+    """Each figure of the intervals that overlap `windows`, averaged (shares, 0-1)."""
+    chosen = [i for since, until in windows for i in cpu.intervals(since, until)]
+    if not chosen:
+        return {}
+    names = sorted(chosen[0].ran)
+    figures = {"host busy": [i.host_busy for i in chosen]}
+    for name in names:
+        figures[f"{name} ran"] = [i.ran.get(name, 0.0) for i in chosen]
+        figures[f"{name} waited"] = [i.waited.get(name, 0.0) for i in chosen]
+    return {key: sum(values) / len(values) for key, values in figures.items()}
+
+
+# The study's conditions: (name, the client's request interval, lb01's cgroup CPU weight or None: left alone).
+# libvirt's default weight is 1024; 2 is its minimum: the host then runs lb01 only when no other guest wants a core.
+CPU_STUDY_CONDITIONS = (("as the drill (50 requests/s)", 0.02, None),
+                        ("lb01 weighted 2 of 1024", 0.02, 2),
+                        ("10 requests/s", 0.1, None))
+
+
+@pytest.mark.skipif(not CPU_STUDY_ROUNDS, reason="a study, run with HA_LB_E2E_CPU_STUDY=N (N kills each way)")
+def test_study_where_the_host_cores_go_when_haproxy_dies_on_the_master(e2e):
+    """HAProxy killed on lb01 (systemd restarts it), N times in each of CPU_STUDY_CONDITIONS: each kill's client
+    outage beside each guest's vCPU time ran and waited for a host core, per 0.1 s (tests/e2e/guest_cpu.py).
+    Prints; asserts only that the study ran (every kill moved the VIP and the lab came back)."""
+    lb01 = e2e.lb("lb01")
+    domains = _domains(e2e)
+    rows = []
+    for condition, interval, lb01_shares in [c for c in CPU_STUDY_CONDITIONS for _ in range(CPU_STUDY_ROUNDS)]:
+        _settled_status(e2e)
+        e2e.wait_vip_on("lb01", limit=60)
+        holders = _vip_watch(e2e, limit=120)
+        former = _cpu_shares(domains["lb01"])
+        try:
+            with GuestCpu(domains, limit=60) as cpu, VipPoller(e2e.vip, e2e.settings.http_port, interval=interval,
+                                                                timeout=0.25, limit=60) as poller:
+                time.sleep(2)
+                if lb01_shares is not None:
+                    assert _cpu_shares(domains["lb01"], lb01_shares) == lb01_shares
+                killed = time.monotonic()
+                assert e2e.ssh.run(lb01, fault_command("haproxy", 0)).returncode == 0
+                wait_until(lambda: holders.first_held("lb02", killed) is not None, 15, 0.1)
+                time.sleep(4)
+                ended = time.monotonic()
+            took = holders.first_held("lb02", killed)
+            assert took is not None, "lb02 never took the VIP after HAProxy died on lb01"
+        finally:
+            _cpu_shares(domains["lb01"], former)
+            holders.stop()
+        runs = [run for run in poller.failed_runs(killed) if run.started < ended]
+        failing = [(max(took, run.started), min(run.ended, ended)) for run in runs if min(run.ended, ended) > took]
+        marks = {killed: "HAProxy killed", took: "lb02 took the VIP"}
+        for run in runs:
+            marks[run.started] = f"requests fail ({run.failed} in this outage)"
+            marks[min(run.ended, ended)] = "answered again"
+        outage = poller.outage(killed)
+        print(f"[e2e] CPU study, {condition}: outage {outage:.2f} s from the kill, lb02 took the VIP "
+              f"{took - killed:.2f} s after it; per 0.1 s:\n"
+              + format_intervals(cpu.intervals(killed - 0.3, min(ended, killed + max(3.0, outage + 1))), killed, marks),
+              flush=True)
+        # The failover in three parts: until the takeover (lb01 resigning, lb02's skew), until the service answers
+        # through lb02, and any later outage while the two nodes are busy.
+        at_takeover = next((run for run in runs if run.started <= took < run.ended), None)
+        rows.append((condition, took - killed,
+                     None if not runs or runs[0].started > took else took - runs[0].started,
+                     at_takeover.ended - took if at_takeover else 0.0,
+                     [run.seconds for run in runs if run.started > took], sum(run.failed for run in runs),
+                     len([s for s in poller.samples if killed <= s.at < ended]),
+                     _cpu_during(cpu, [(killed - 2, killed)]), _cpu_during(cpu, failing),
+                     _cpu_during(cpu, [(took, ended)])))
+        e2e.wait_vip_on("lb01", limit=promises.FAILBACK_SECONDS[e2e.settings.vrrp.profile] + 30)
+    print("[e2e] CPU study: per kill, when lb02 took the VIP, how long requests had been failing by then, how long "
+          "they went on failing after it, later outages (within 4 s); the host's cores and each guest's vCPU "
+          "(ran / waited for a core, averaged per 0.1 s) before the kill, while requests failed after the takeover, "
+          "and from the takeover to 4 s after it:", flush=True)
+    for kill, (condition, took_after, failing_before, after_takeover, later, failed, sent, before, failing,
+               after) in enumerate(rows, 1):
+        def shares(figures: dict[str, float]) -> str:
+            return ", ".join(f"{key} {value:.0%}" for key, value in figures.items()) or "-"
+        summary = (f"takeover +{took_after:.2f} s after the kill, requests failing "
+                   + ("-" if failing_before is None else f"{failing_before:.2f} s") + " before it and "
+                   f"{after_takeover:.2f} s after it, later outages: "
+                   + (", ".join(f"{seconds:.2f} s" for seconds in later) or "none") + f" ({failed} of {sent} failed)")
+        print(f"  {condition}: {summary}\n    before:  {shares(before)}\n    failing: {shares(failing)}\n"
+              f"    after:   {shares(after)}", flush=True)
+        note(f"CPU study, kill {kill}, {condition}", summary)
 
 
 def _count_vip_moves_until_settled(e2e: E2ELab, holders: VipHolders, poller: VipPoller, since: float, profile: str) -> None:
