@@ -733,29 +733,28 @@ def test_study_where_the_host_cores_go_when_haproxy_dies_on_the_master(e2e):
               f"{took - killed:.2f} s after it; per 0.1 s:\n"
               + format_intervals(cpu.intervals(killed - 0.3, min(ended, killed + max(3.0, outage + 1))), killed, marks),
               flush=True)
-        # The failover in three parts: until the takeover (lb01 resigning, lb02's skew), until the service answers
-        # through lb02, and any later outage while the two nodes are busy.
+        # The failover in three parts: the outages before the takeover (lb01 resigning, or too busy to answer
+        # first), how long requests went on failing after it, and any later outage while the two nodes are busy.
         at_takeover = next((run for run in runs if run.started <= took < run.ended), None)
-        rows.append((condition, took - killed,
-                     None if not runs or runs[0].started > took else took - runs[0].started,
+        rows.append((condition, took - killed, [min(run.ended, took) - run.started for run in runs if run.started <= took],
                      at_takeover.ended - took if at_takeover else 0.0,
                      [run.seconds for run in runs if run.started > took], sum(run.failed for run in runs),
                      len([s for s in poller.samples if killed <= s.at < ended]),
                      _cpu_during(cpu, [(killed - 2, killed)]), _cpu_during(cpu, failing),
                      _cpu_during(cpu, [(took, ended)])))
         e2e.wait_vip_on("lb01", limit=promises.FAILBACK_SECONDS[e2e.settings.vrrp.profile] + 30)
-    print("[e2e] CPU study: per kill, when lb02 took the VIP, how long requests had been failing by then, how long "
-          "they went on failing after it, later outages (within 4 s); the host's cores and each guest's vCPU "
+    print("[e2e] CPU study: per kill, when lb02 took the VIP, the outages before it (the last cut at the takeover), "
+          "how long requests went on failing after it, later outages (within 4 s); the host's cores and each guest's vCPU "
           "(ran / waited for a core, averaged per 0.1 s) before the kill, while requests failed after the takeover, "
           "and from the takeover to 4 s after it:", flush=True)
     for kill, (condition, took_after, failing_before, after_takeover, later, failed, sent, before, failing,
                after) in enumerate(rows, 1):
         def shares(figures: dict[str, float]) -> str:
             return ", ".join(f"{key} {value:.0%}" for key, value in figures.items()) or "-"
-        summary = (f"takeover +{took_after:.2f} s after the kill, requests failing "
-                   + ("-" if failing_before is None else f"{failing_before:.2f} s") + " before it and "
-                   f"{after_takeover:.2f} s after it, later outages: "
-                   + (", ".join(f"{seconds:.2f} s" for seconds in later) or "none") + f" ({failed} of {sent} failed)")
+        def listed(seconds: list[float]) -> str:
+            return ", ".join(f"{value:.2f} s" for value in seconds) or "none"
+        summary = (f"takeover +{took_after:.2f} s after the kill; outages before it: {listed(failing_before)}; "
+                   f"failing {after_takeover:.2f} s after it; later outages: {listed(later)} ({failed} of {sent} failed)")
         print(f"  {condition}: {summary}\n    before:  {shares(before)}\n    failing: {shares(failing)}\n"
               f"    after:   {shares(after)}", flush=True)
         note(f"CPU study, kill {kill}, {condition}", summary)
