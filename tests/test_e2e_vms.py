@@ -655,7 +655,7 @@ def test_drills_a_stopped_keepalived_and_a_lost_link(e2e, tmp_path):
     assert stopped["failback_outage"] <= promises.VM_FAILBACK_OUTAGE, stopped
     assert stopped["both_held"] <= promises.DOUBLE_HOLD_BY_ARRIVAL_STAMPS, stopped
     assert stopped["back_after"] is not None
-    link = _drill(e2e, "link", tmp_path)
+    link = _watched_drill(e2e, "link", tmp_path, NODE_LOSS_OUTAGE)
     assert link["took_over"] == "lb02" and link["holders_seen"] == ["lb01", "lb02", "lb01"], link
     # A lost link is a lost node to the peer: 3 adverts and its skew.
     assert 0 < link["outage"] <= NODE_LOSS_OUTAGE, link
