@@ -215,8 +215,9 @@ def _wait_for_health(lab: Lab, ssh: Ssh, master: str, deadline: float) -> tuple[
 def format_timeline(poller: VipPoller, holders: VipHolders, started: float) -> str:
     """VIP moves and outages, in seconds after the fault was issued."""
     events = [(at, what) for at, what in holders.changes(started)]
+    failures = poller.failures(started)
     for run in poller.failed_runs(started):
-        kinds = sorted({s.detail.split(":")[0][:40] for s in poller.failures(run.started) if s.at < run.ended})
+        kinds = sorted({s.detail.split(":")[0][:40] for s in failures if run.started <= s.at < run.ended})
         recovered = f", answered again at +{run.ended - started:.2f} s" if run.ended != float("inf") else ""
         events.append((run.started, f"{run.failed} failed request(s) ({', '.join(kinds)}){recovered}"))
     lines = [f"  +{at - started:6.2f} s  {what}" for at, what in sorted(events)]

@@ -747,12 +747,14 @@ def test_study_where_the_host_cores_go_when_haproxy_dies_on_the_master(e2e):
           "how long requests went on failing after it, later outages (within 4 s); the host's cores and each guest's vCPU "
           "(ran / waited for a core, averaged per 0.1 s) before the kill, while requests failed after the takeover, "
           "and from the takeover to 4 s after it:", flush=True)
+    def shares(figures: dict[str, float]) -> str:
+        return ", ".join(f"{key} {value:.0%}" for key, value in figures.items()) or "-"
+
+    def listed(seconds: list[float]) -> str:
+        return ", ".join(f"{value:.2f} s" for value in seconds) or "none"
+
     for kill, (condition, took_after, failing_before, after_takeover, later, failed, sent, before, failing,
                after) in enumerate(rows, 1):
-        def shares(figures: dict[str, float]) -> str:
-            return ", ".join(f"{key} {value:.0%}" for key, value in figures.items()) or "-"
-        def listed(seconds: list[float]) -> str:
-            return ", ".join(f"{value:.2f} s" for value in seconds) or "none"
         summary = (f"takeover +{took_after:.2f} s after the kill; outages before it: {listed(failing_before)}; "
                    f"failing {after_takeover:.2f} s after it; later outages: {listed(later)} ({failed} of {sent} failed)")
         print(f"  {condition}: {summary}\n    before:  {shares(before)}\n    failing: {shares(failing)}\n"

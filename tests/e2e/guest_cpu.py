@@ -17,7 +17,6 @@ more than 100% waited (the wait began in earlier intervals).
 
 from __future__ import annotations
 
-import os
 import pathlib
 import threading
 import time
@@ -27,7 +26,6 @@ from typing import Optional
 PROC = pathlib.Path("/proc")
 SAMPLE_SECONDS = 0.05
 BUCKET_SECONDS = 0.1
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def qemu_processes(domains: list[str]) -> dict[str, int]:
@@ -92,7 +90,7 @@ class CpuInterval:
 
 @dataclass
 class GuestCpu:
-    """Samples every lab VM's vCPU threads and the host's counters every 50 ms from start() until stop()."""
+    """Samples every lab VM's vCPU threads and the host's counters every 50 ms while the `with` block runs."""
     domains: dict[str, str]  # short name (lb01) -> libvirt domain name
     limit: float = 600  # the sampler never runs longer than this
     samples: list[CpuSample] = field(default_factory=list)
@@ -115,10 +113,12 @@ class GuestCpu:
     def _loop(self) -> None:
         ends = time.monotonic() + self.limit
         while not self._stop.is_set() and time.monotonic() < ends:
-            try:
-                guests = {name: _vcpu_schedstat(pid) for name, pid in self._pids.items()}
-            except OSError:  # a guest powered off (or rebooted into a new QEMU process is not followed)
-                guests = {}
+            guests = {}
+            for name, pid in self._pids.items():
+                try:
+                    guests[name] = _vcpu_schedstat(pid)
+                except OSError:  # this guest's QEMU has exited (a new one after a power-off is not followed)
+                    pass
             self.samples.append(CpuSample(time.monotonic(), guests, _host_ticks()))
             self._stop.wait(SAMPLE_SECONDS)
 
