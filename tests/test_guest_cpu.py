@@ -35,17 +35,23 @@ def _stop(process: subprocess.Popen) -> None:
     process.wait(timeout=10)
 
 
-@pytest.fixture
-def fake_guest():
-    require_tools("taskset")
-    process = _on_core(sys.executable, "-c", FAKE_QEMU, str(SPIN_SECONDS), "-name", "guest=ha-lb-fake-lb01,debug-threads=on")
+def _fake_qemu(domain: str) -> subprocess.Popen:
+    """The stand-in QEMU process for `domain`, on core 0, once it can be found by its guest name."""
+    process = _on_core(sys.executable, "-c", FAKE_QEMU, str(SPIN_SECONDS), "-name", f"guest={domain},debug-threads=on")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            if qemu_processes(["ha-lb-fake-lb01"]):
-                break
+            qemu_processes([domain])
+            break
         except RuntimeError:
             time.sleep(0.05)
+    return process
+
+
+@pytest.fixture
+def fake_guest():
+    require_tools("taskset")
+    process = _fake_qemu("ha-lb-fake-lb01")
     yield process
     _stop(process)
 
@@ -85,3 +91,16 @@ def test_a_vcpu_sharing_its_core_is_seen_waiting_for_it(fake_guest):
 def test_a_process_without_the_guest_name_is_not_taken_for_it(fake_guest):
     with pytest.raises(RuntimeError, match="no QEMU process found for ha-lb-fake-lb02"):
         qemu_processes(["ha-lb-fake-lb01", "ha-lb-fake-lb02"])
+
+
+def test_a_guest_whose_qemu_exits_drops_out_and_the_others_stay_sampled(fake_guest):
+    second = _fake_qemu("ha-lb-fake-lb02")
+    try:
+        with GuestCpu({"lb01": "ha-lb-fake-lb01", "lb02": "ha-lb-fake-lb02"}, limit=10) as cpu:
+            time.sleep(0.5)
+            _stop(second)
+            time.sleep(0.5)
+    finally:
+        _stop(second)
+    assert set(cpu.samples[0].guests) == {"lb01", "lb02"}
+    assert set(cpu.samples[-1].guests) == {"lb01"}, cpu.samples[-1]
