@@ -1,11 +1,12 @@
 """A failover drill against a lab the program built: break the master, watch, restore, report.
 
-    python -m components.drill [STACK] --fault haproxy|keepalived|link|reboot [--wait-healthy S] [--json FILE]
+    python -m components.drill [STACK] --fault haproxy|keepalived|link|reboot [--wait-healthy S]
+                               [--request-interval S] [--json FILE]
 
 Refuses unless `python -m components.status` finds the lab healthy (at once, or within --wait-healthy seconds). Then, with requests sent to the VIP from
-this host the whole time (one every 20 ms, each on its own connection whether or not the earlier ones have
-answered, 0.25 s timeout, for at most the fault's time limit) and each load balancer's VIP events followed over SSH, it breaks the
-load balancer holding the VIP:
+this host the whole time (one every 20 ms unless --request-interval says otherwise, each on its own connection
+whether or not the earlier ones have answered, 0.25 s timeout, for at most the fault's time limit) and each load
+balancer's VIP events followed over SSH, it breaks the load balancer holding the VIP:
 
   haproxy     HAProxy killed with SIGKILL; systemd restarts it (Restart=always), as a crash would go
   keepalived  keepalived stopped, started again once the peer holds the VIP
@@ -41,8 +42,10 @@ FAULTS = ("haproxy", "keepalived", "link", "reboot")
 # reboot takes about three minutes: the drill's client and VIP followers never run longer than this.
 TIME_LIMIT_SECONDS = {"haproxy": 180, "keepalived": 180, "link": 180, "reboot": 600}
 # A request every 20 ms, each given 0.25 s, whether or not the earlier ones have answered: an outage is resolved
-# to 20 ms (a client that waited for its requests would resolve it only to the timeout).
+# to 20 ms (a client that waited for its requests would resolve it only to the timeout). --request-interval sets
+# another rate: the client's own load counts on guests with little CPU (README, "Failover: what to expect").
 REQUEST_INTERVAL_SECONDS = 0.02
+REQUEST_INTERVAL_RANGE = (0.01, 1.0)
 REQUEST_TIMEOUT_SECONDS = 0.25
 # After the lab is back, it is watched this long more (at least), so a late move shows in "VIP holders seen".
 MIN_SETTLE_SECONDS = 5
@@ -74,6 +77,7 @@ class DrillResult:
     failback_outage: Optional[float] = None  # the longest outage from a second before the master took the VIP back
     failures: tuple[tuple[float, str], ...] = ()  # each failed request: (seconds after the fault it was sent, why)
     fault_at: Optional[float] = None  # this host's CLOCK_MONOTONIC when the fault was issued (to line up its other records)
+    request_interval: float = REQUEST_INTERVAL_SECONDS  # the client's: one request every this many seconds
 
     @property
     def moves(self) -> int:
@@ -105,7 +109,8 @@ def repair_command(fault: str) -> Optional[str]:
 
 
 def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DOWN_SECONDS,
-              wait_healthy: float = 0, log=print) -> tuple[Optional[DrillResult], int]:
+              wait_healthy: float = 0, request_interval: float = REQUEST_INTERVAL_SECONDS,
+              log=print) -> tuple[Optional[DrillResult], int]:
     """(result, exit status). The result is None when the drill refused to start (the lab not healthy, after
     waiting up to `wait_healthy` s for it)."""
     waited_until = time.monotonic() + wait_healthy
@@ -126,7 +131,7 @@ def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DO
         if not holders.wait_ready():
             log("drill refused: no VIP events from the load balancers (`ip monitor` over SSH)")
             return None, REFUSED
-        with VipPoller(lab.vip, lab.settings.http_port, interval=REQUEST_INTERVAL_SECONDS, limit=limit + 10,
+        with VipPoller(lab.vip, lab.settings.http_port, interval=request_interval, limit=limit + 10,
                        timeout=REQUEST_TIMEOUT_SECONDS) as poller:
             time.sleep(2)  # a baseline of good answers
             started = time.monotonic()
@@ -173,7 +178,7 @@ def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DO
             back_after=back_after, vip_back_after=None if vip_back is None else vip_back - started,
             failback_outage=None if vip_back is None else poller.longest_outage(vip_back - 1.0),
             failures=tuple((round(s.at - started, 3), s.detail) for s in poller.failures(started)),
-            fault_at=started)
+            fault_at=started, request_interval=request_interval)
         log(format_timeline(poller, holders, started))
         return drill, OK if back_after is not None else NOT_RESTORED
     finally:
@@ -247,15 +252,20 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="seconds the link stays down (--fault link; default %(default)s)")
     parser.add_argument("--wait-healthy", type=float, default=0, metavar="SECONDS",
                         help="wait up to this long for a healthy lab before refusing (default: refuse at once)")
+    parser.add_argument("--request-interval", type=float, default=REQUEST_INTERVAL_SECONDS, metavar="SECONDS",
+                        help="the client sends one request to the VIP every this many seconds (default %(default)s)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the result as JSON to this file")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not 1 <= args.link_down <= 60:
         parser.error(f"--link-down {args.link_down:g}: expected 1 to 60 seconds")
     if not 0 <= args.wait_healthy <= 3600:
         parser.error(f"--wait-healthy {args.wait_healthy:g}: expected 0 to 3600 seconds")
+    low, high = REQUEST_INTERVAL_RANGE
+    if not low <= args.request_interval <= high:
+        parser.error(f"--request-interval {args.request_interval:g}: expected {low:g} to {high:g} seconds")
 
     def drill_lab(lab: Lab, ssh: Ssh) -> int:
-        drill, code = run_drill(lab, ssh, args.fault, args.link_down, args.wait_healthy,
+        drill, code = run_drill(lab, ssh, args.fault, args.link_down, args.wait_healthy, args.request_interval,
                                 log=lambda line: print(line, flush=True))
         if drill is None:
             return code

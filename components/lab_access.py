@@ -183,6 +183,7 @@ class Sample:
     at: float  # time.monotonic() when the request started
     ok: bool
     detail: str  # the page, or the error
+    seconds: float = 0.0  # how long it took to answer or fail
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ class VipPoller:
         except (OSError, http.client.HTTPException) as error:
             ok, detail = False, f"{type(error).__name__}: {error}"
         with self._lock:
-            self._results.append(Sample(started, ok, detail))
+            self._results.append(Sample(started, ok, detail, time.monotonic() - started))
 
     @property
     def samples(self) -> list[Sample]:

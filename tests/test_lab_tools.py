@@ -351,6 +351,11 @@ def test_bad_drill_arguments_are_refused_by_name(capsys):
     with pytest.raises(SystemExit) as exited:
         drill.main(["dev", "--fault", "link", "--wait-healthy", "-1"])
     assert exited.value.code == 2 and "--wait-healthy -1: expected 0 to 3600 seconds" in capsys.readouterr().err
+    for interval in ("0", "2"):
+        with pytest.raises(SystemExit) as exited:
+            drill.main(["dev", "--fault", "haproxy", "--request-interval", interval])
+        assert exited.value.code == 2
+        assert f"--request-interval {interval}: expected 0.01 to 1 seconds" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         drill.main(["dev", "--fault", "power"])
     assert "invalid choice: 'power'" in capsys.readouterr().err
