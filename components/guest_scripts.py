@@ -18,17 +18,38 @@ from .render import (
     load_balancer_files,
     render_cloud_init,
     render_host,
+    unit_name,
 )
 from .settings import LabSettings, LoadBalancer
 
-# The files a load balancer can take without a rebuild, and the daemon each belongs to.
+@dataclass(frozen=True)
+class RolloutAction:
+    """What the rollout does when files of `service` changed: `commands`, each through `sudo -n`, in order."""
+
+    service: str
+    done: str  # what the pull-request review says happened
+    commands: tuple[str, ...]
+
+
+BOOT_GATE = "boot-gate"
+# The files a load balancer can take without a rebuild, and the service each belongs to.
 # The notify script goes with keepalived: keepalived checks a script's ownership and mode when it loads its config.
 ROLLOUT_SERVICES = {PATHS.haproxy: "haproxy", PATHS.keepalived: "keepalived", PATHS.vrrp_notify: "keepalived",
-                    PATHS.nftables: "nftables"}
-# How the rollout applies each changed daemon's file, in this order: the firewall first, so a new port is
-# open before HAProxy listens on it; HAProxy's reload starts new workers beside the old ones (no connection
-# is refused).
-ROLLOUT_ACTIONS = (("nftables", "restart"), ("haproxy", "reload"), ("keepalived", "reload"))
+                    PATHS.nftables: "nftables", PATHS.boot_finished_script: BOOT_GATE,
+                    PATHS.boot_finished_unit: BOOT_GATE}
+# How the rollout applies each changed service's files (each command through `sudo -n`), in this order: the
+# firewall first, so a new port is open before HAProxy listens on it; HAProxy's reload starts new workers beside
+# the old ones (no connection is refused). A new or changed boot gate is in force before keepalived reads a config
+# that tracks its file: systemd learns the unit and enables it for the next boot, and the script writes the file
+# now (the node is booted: it returns at once), so the reload does not put a serving node in FAULT.
+ROLLOUT_ACTIONS = (
+    RolloutAction("nftables", "nftables restarted", ("systemctl restart nftables.service",)),
+    RolloutAction(BOOT_GATE, "boot gate installed", ("systemctl daemon-reload",
+                                                     f"systemctl enable {unit_name(PATHS.boot_finished_unit)}",
+                                                     PATHS.boot_finished_script)),
+    RolloutAction("haproxy", "haproxy reloaded", ("systemctl reload haproxy.service",)),
+    RolloutAction("keepalived", "keepalived reloaded", ("systemctl reload keepalived.service",)),
+)
 _DELIMITER = "HA_LB_END_OF_FILE"
 
 

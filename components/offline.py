@@ -87,7 +87,7 @@ def machine_plan(run: ProgramRun) -> dict[str, Any]:
                      "baseImage": base.inputs.get("source") if base else None},
             "domain": {key: _whole(domain.inputs.get(key)) for key in ("vcpu", "memory", "type")},
             "rolledOut": dict(ROLLOUT_SERVICES) if rolled_out else {},
-            "actions": [list(action) for action in ROLLOUT_ACTIONS] if rolled_out else [],
+            "actions": [[action.service, action.done] for action in ROLLOUT_ACTIONS] if rolled_out else [],
         }
     vm_names = set(machines)
     resources = {

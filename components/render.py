@@ -57,7 +57,11 @@ class GuestPaths:
     tls_key: str = "/etc/ssl/private/ha-lb-web.key"
     activate: str = "/usr/local/sbin/ha-lb-activate"
     vrrp_notify: str = "/usr/local/sbin/ha-lb-vrrp-notify"
-    boot_finished_marker: str = "/run/ha-lb-boot-finished"  # /run: a tmpfs, empty at every boot
+    # The boot gate: keepalived's track_file (a tmpfs, empty at every boot), the script that writes it once the
+    # boot has finished, and the unit that runs that script at every boot.
+    boot_finished_marker: str = "/run/ha-lb-boot-finished"
+    boot_finished_script: str = "/usr/local/sbin/ha-lb-boot-finished"
+    boot_finished_unit: str = "/etc/systemd/system/ha-lb-boot-finished.service"
     # prometheus-node-exporter's textfile collector directory (Debian's build default,
     # --collector.textfile.directory) and the file the VRRP notify script writes there.
     node_exporter_textfiles: str = "/var/lib/prometheus/node-exporter"
@@ -187,12 +191,28 @@ def render_keepalived_conf(settings: LabSettings, lb: LoadBalancer) -> str:
         vip=settings.vip,
         notify_path=PATHS.vrrp_notify,
         boot_finished_marker=PATHS.boot_finished_marker,
+        boot_finished_unit=unit_name(PATHS.boot_finished_unit),
     )
 
 
 def render_vrrp_notify() -> str:
     return _render("vrrp-notify.sh.j2", path=PATHS.vrrp_notify, directory=PATHS.node_exporter_textfiles,
                    metrics_file=PATHS.vrrp_metrics, states=VRRP_STATES)
+
+
+def unit_name(path: str) -> str:
+    """systemd's name for a unit file: its file name."""
+    return path.rsplit("/", 1)[1]
+
+
+def render_boot_finished_script() -> str:
+    return _render("boot-finished.sh.j2", script=PATHS.boot_finished_script, marker=PATHS.boot_finished_marker,
+                   unit=unit_name(PATHS.boot_finished_unit))
+
+
+def render_boot_finished_unit() -> str:
+    return _render("boot-finished.service.j2", unit=unit_name(PATHS.boot_finished_unit),
+                   script=PATHS.boot_finished_script)
 
 
 def scrape_targets(settings: LabSettings) -> dict[str, list[str]]:
@@ -239,7 +259,10 @@ def load_balancer_files(settings: LabSettings, lb: LoadBalancer, stats_password_
         GuestFile(PATHS.keepalived, "0640", render_keepalived_conf(settings, lb)),
         # 0755 and root's: keepalived's enable_script_security refuses a script others can write.
         GuestFile(PATHS.vrrp_notify, "0755", render_vrrp_notify()),
-        GuestFile(PATHS.activate, "0755", _render("activate-load-balancer.sh.j2", host=host, paths=PATHS)),
+        GuestFile(PATHS.boot_finished_script, "0755", render_boot_finished_script()),
+        GuestFile(PATHS.boot_finished_unit, "0644", render_boot_finished_unit()),
+        GuestFile(PATHS.activate, "0755", _render("activate-load-balancer.sh.j2", host=host, paths=PATHS,
+                                                  boot_finished_unit=unit_name(PATHS.boot_finished_unit))),
     )
 
 

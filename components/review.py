@@ -235,7 +235,7 @@ def _classify(old: Optional[RenderedMachine], new: Optional[RenderedMachine], fi
     rolled_out = new.plan["rolledOut"]
     services = {rolled_out[f.path] for f in files if f.path in rolled_out}
     if services:
-        actions = [f"{service} {verb}ed" for service, verb in new.plan["actions"] if service in services]
+        actions = [done for service, done in new.plan["actions"] if service in services]
         secret_notes = [f"`{f.path}`: a secret changed (not shown)" for f in files if f.secret_changed]
         return ROLLED_OUT, tuple(actions + secret_notes)
     # The seed disk is rewritten, but a running VM never reads it again (cloud-init ran once).

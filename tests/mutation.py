@@ -4,8 +4,8 @@ guest script; the fast tests must fail for every one of them.
     python3 -m tests.mutation            # every mutant; exit 1 if any survives
     python3 -m tests.mutation -k rollout # the mutants whose id contains "rollout"
 
-Each mutant runs in its own copy of the project (the working tree is never touched), against the fast
-tests below with `-x`. tests/test_golden.py is left out on purpose: it fails on any change at all, so it
+Each mutant runs in its own copy of the project (the working tree is never touched), against its guard (GUARDS)
+and then, if that passed, the fast tests below, with `-x`. tests/test_golden.py is left out on purpose: it fails on any change at all, so it
 would kill every mutant without showing that a test guards the promise.
 """
 
@@ -52,10 +52,18 @@ MUTANTS = (
            "one slow check answer is not a failover"),
     Mutant("keepalived-no-garp-refresh", "cloud-init/keepalived.conf.j2", "    garp_master_refresh 1\n", "",
            "a host sent to the wrong node for a moment finds the master again within a second"),
-    Mutant("keepalived-no-boot-gate", "cloud-init/keepalived.conf.j2", "        check_booted\n", "",
+    Mutant("keepalived-no-last-word", "cloud-init/keepalived.conf.j2", "    higher_prio_send_advert\n", "",
+           "after a failback the host follows the new master's gratuitous ARPs, not the old master's last refresh"),
+    Mutant("keepalived-no-boot-gate", "cloud-init/keepalived.conf.j2", "        boot_finished\n", "",
            "a load balancer back from a reboot takes the VIP only once its boot has finished"),
-    Mutant("boot-check-passes-while-starting", "cloud-init/keepalived.conf.j2", "-e running -e degraded",
-           "-e running -e degraded -e starting", "a load balancer still booting stays out of the election"),
+    Mutant("boot-gate-not-reversed", "cloud-init/keepalived.conf.j2", "    weight 0 reverse\n", "    weight 0\n",
+           "a load balancer still booting stays out of the election"),
+    # (--wait never answers "starting": systemd waits for the boot to end first, so the gate's other side is how
+    # the boot ended.)
+    Mutant("boot-gate-opens-whatever-the-boot-did", "cloud-init/boot-finished.sh.j2", "    running|degraded) ;;",
+           "    *) ;;", "a load balancer whose boot ended in maintenance or shutdown stays out of the election"),
+    Mutant("boot-gate-not-waiting", "cloud-init/boot-finished.sh.j2", "is-system-running --wait)",
+           "is-system-running)", "a load balancer joins the election once its boot has finished, not never"),
     Mutant("keepalived-preempt-inverted", "cloud-init/keepalived.conf.j2", "{%- elif vrrp.preempt %}",
            "{%- elif not vrrp.preempt %}", "preempt: true hands the VIP back, false keeps it"),
     Mutant("keepalived-no-hold-down", "cloud-init/keepalived.conf.j2", "    preempt_delay {{ preempt_delay }}\n", "",
@@ -103,8 +111,8 @@ MUTANTS = (
            "a config HAProxy rejects is activated nowhere"),
     Mutant("rollout-installs-without-sudo", "cloud-init/load-balancer-rollout.sh.j2",
            '    sudo -n install -o root', '    install -o root', "the rollout works as the login user"),
-    Mutant("rollout-restarts-haproxy", "components/guest_scripts.py", '("haproxy", "reload")',
-           '("haproxy", "restart")', "a rollout refuses no connection (hitless reload)"),
+    Mutant("rollout-restarts-haproxy", "components/guest_scripts.py", '("systemctl reload haproxy.service",)',
+           '("systemctl restart haproxy.service",)', "a rollout refuses no connection (hitless reload)"),
     # -- components --------------------------------------------------------------------------------------
     Mutant("apt-installs-recommends", "components/render.py", 'APT_CONF = \'APT::Install-Recommends "false";',
            'APT_CONF = \'APT::Install-Recommends "true";',
@@ -160,6 +168,60 @@ MUTANTS = (
 )
 
 
+# The test that killed each mutant in the last full run (`python3 -m tests.mutation` prints it): run first, it kills
+# most mutants in seconds where the whole list took up to three minutes. A guard that no longer kills its mutant
+# costs one extra pytest run, never a false "killed".
+GUARDS = {
+    "keepalived-tracks-another-process": "tests/test_haproxy_live.py::test_keepalived_tracks_the_process_name_haproxy_really_runs_under",
+    "keepalived-fall-once": "tests/test_render.py::test_a_check_weight_renders_the_reference_weight_mode",
+    "keepalived-no-garp-refresh": "tests/test_render.py::test_the_master_repeats_its_gratuitous_arp_every_second",
+    "keepalived-no-last-word": "tests/test_render.py::test_a_stepping_down_master_answers_before_it_goes_so_the_new_masters_arps_come_last",
+    "keepalived-no-boot-gate": "tests/test_render.py::test_every_vrrp_mode_keeps_a_node_out_of_the_election_until_its_boot_has_finished",
+    "boot-gate-not-reversed": "tests/test_render.py::test_keepalived_renders_the_classic_values",
+    "boot-gate-opens-whatever-the-boot-did": "tests/test_activate_script.py::test_the_boot_gate_opens_only_once_systemd_has_finished_booting",
+    "boot-gate-not-waiting": "tests/test_activate_script.py::test_the_boot_gate_opens_only_once_systemd_has_finished_booting",
+    "keepalived-preempt-inverted": "tests/test_render.py::test_without_a_hold_down_lb01_starts_as_master",
+    "keepalived-no-hold-down": "tests/test_render.py::test_keepalived_lb01_wins_by_priority_and_waits_out_a_hold_down_before_taking_the_vip_back",
+    "haproxy-stats-auth-inverted": "tests/test_haproxy_live.py::test_the_stats_page_asks_for_the_password_and_takes_only_the_right_one",
+    "haproxy-no-redispatch": "tests/test_render.py::test_haproxy_balances_every_web_server_and_passes_tls_through",
+    "haproxy-no-retries": "tests/test_render.py::test_haproxy_balances_every_web_server_and_passes_tls_through",
+    "haproxy-https-terminated": "tests/test_render.py::test_haproxy_balances_every_web_server_and_passes_tls_through",
+    "haproxy-no-health-check": "tests/test_render.py::test_haproxy_balances_every_web_server_and_passes_tls_through",
+    "nftables-vrrp-on-backend": "tests/test_render.py::test_firewall_allows_vrrp_from_the_peer_for_unicast_and_to_the_group_for_multicast",
+    "nftables-vrrp-from-anyone": "tests/test_render.py::test_firewall_allows_vrrp_from_the_peer_for_unicast_and_to_the_group_for_multicast",
+    "nftables-rogue-vrrp-silent": "tests/test_render.py::test_firewall_drops_counts_and_logs_every_other_vrrp_speaker",
+    "nftables-open-by-default": "tests/test_firewall_live.py::test_only_the_allowed_ports_are_open",
+    "sysctl-no-nonlocal-bind": "tests/test_render.py::test_user_data_carries_each_file_verbatim_and_activates_in_order",
+    "user-data-files-not-deferred": "tests/test_render.py::test_files_are_written_after_the_packages_are_installed_and_before_activation",
+    "activate-firewall-not-enabled": "tests/test_activate_script.py::test_every_service_is_enabled_so_a_reboot_brings_back_firewall_haproxy_and_keepalived",
+    "nginx-site-wrong-port": "tests/test_nginx_live.py::test_web01_answers_where_haproxy_sends_its_http_and_https_traffic",
+    "ready-check-ignores-cloud-init-failure": "tests/test_gate.py::test_cloud_init_not_done_cleanly_fails_with_its_report_and_output_log",
+    "ready-check-no-journal": "tests/test_day2_plan.py::test_every_vm_has_a_readiness_check_that_reports_cloud_init_and_services",
+    "ready-check-waits-full-timeout": "tests/test_readiness_wait.py::test_the_readiness_script_waits_only_for_what_is_left_of_ready_timeout",
+    "rollout-skips-haproxy-check": "tests/test_rollout_privileges.py::test_every_privileged_step_goes_through_sudo",
+    "rollout-installs-without-sudo": "tests/test_render.py::test_the_rollout_installs_a_changed_notify_script_and_reloads_keepalived",
+    "rollout-restarts-haproxy": "tests/test_rollout_privileges.py::test_every_privileged_step_goes_through_sudo",
+    "apt-installs-recommends": "tests/test_render.py::test_cloud_init_installs_the_packages_without_their_recommends",
+    "vip-check-accepts-errors": "tests/test_gate.py::test_a_503_for_the_whole_timeout_fails_with_the_status_after_retrying",
+    "vip-check-ignores-rollouts": "tests/test_day2_plan.py::test_a_password_change_rolls_out_without_replacing_anything",
+    "outputs-before-vip-check": "tests/test_graph_promises.py::test_no_output_resolves_before_the_final_vip_check_has_run",
+    "rebuilt-vm-not-checked": "tests/test_graph_promises.py::test_a_rebuilt_vm_is_checked_again_and_the_others_are_not",
+    "user-data-secret": "tests/test_graph_promises.py::test_user_data_of_every_vm_stays_a_plain_value_for_readable_diffs",
+    "lb-rollout-lowest-priority-first": "tests/test_day2_plan.py::test_the_lb_rollout_validates_everywhere_then_goes_one_lb_at_a_time_after_the_webs",
+    "config-change-rebuilds-lbs": "tests/test_day2_plan.py::test_a_config_only_change_touches_the_rollout_and_seed_but_replaces_no_vm",
+    "replacements-create-before-delete": "tests/test_day2_plan.py::test_vms_are_replaced_one_at_a_time_per_tier",
+    "dial-limit-outlasts-ready-timeout": "tests/test_readiness_wait.py::test_dialing_never_outlasts_ready_timeout_yet_keeps_trying_most_of_it",
+    "port-range-unchecked": "tests/test_settings.py::test_each_bad_setting_is_named_with_its_value_and_what_is_allowed",
+    "default-priorities-of-the-reference": "tests/test_settings.py::test_defaults_reproduce_the_reference_plan_where_libvirt_allows",
+    "status-blind-to-split-brain": "tests/test_lab_tools.py::test_the_verdict_names_what_is_wrong",
+    "drill-on-an-unhealthy-lab": "tests/test_lab_tools.py::test_the_drill_refuses_an_unhealthy_lab_and_touches_nothing",
+    "drill-client-waits-for-its-requests": "tests/test_lab_tools.py::test_the_drills_client_resolves_an_outage_to_its_interval_not_its_timeout",
+    "drill-outage-split-by-a-late-failure": "tests/test_lab_tools.py::test_a_request_in_flight_at_the_fault_that_fails_late_does_not_split_the_outage",
+    "review-shows-hashes": "tests/test_stack_diff.py::test_a_new_stats_password_rolls_out_without_showing_it",
+    "review-misses-secret-changes": "tests/test_stack_diff.py::test_a_new_stats_password_rolls_out_without_showing_it",
+}
+
+
 def mutated(mutant: Mutant, root: pathlib.Path = PROJECT_ROOT) -> str:
     """The text of the mutant's file under `root` with the mutation applied (its text must occur once)."""
     text = (root / mutant.path).read_text()
@@ -180,13 +242,18 @@ def run_mutant(mutant: Mutant) -> tuple[Mutant, bool, float, str]:
         root = pathlib.Path(temp) / "project"
         shutil.copytree(PROJECT_ROOT, root, ignore=COPY_IGNORE, symlinks=True)
         apply(mutant, root)
-        result = subprocess.run(
-            # Debian 13's run of the real-tools checks (each has a Debian 12 twin here) would double every
-            # mutant's time: it is left to the suite itself.
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-rf",
-             "-k", "not trixie", *FAST_TESTS],
-            cwd=root, capture_output=True, text=True, timeout=900,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        # The test file that guards the promise first (GUARDS, from an earlier run), then every fast test: a mutant
+        # its guard no longer kills still has to die somewhere.
+        for tests in ([(GUARDS[mutant.id],)] if mutant.id in GUARDS else []) + [FAST_TESTS]:
+            result = subprocess.run(
+                # Debian 13's run of the real-tools checks (each has a Debian 12 twin here) would double every
+                # mutant's time: it is left to the suite itself.
+                [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-rf",
+                 "-k", "not trixie", *tests],
+                cwd=root, capture_output=True, text=True, timeout=900,
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+            if result.returncode != 0:
+                break
     seconds = time.monotonic() - started
     failed = [line[len("FAILED "):].split(" - ")[0] for line in result.stdout.splitlines() if line.startswith("FAILED ")]
     if result.returncode == 0:

@@ -29,9 +29,9 @@ CACHE_DIR = pathlib.Path(os.environ.get("HA_LB_TEST_IMAGE_CACHE", "/var/cache/ha
 
 SUITE = "trixie"
 RECIPE = {
-    "version": 1,  # bump when the build below changes
+    "version": 2,  # bump when the build below changes
     "suite": SUITE,
-    "packages": sorted(["haproxy", "keepalived", "nftables", "cloud-init", "nginx", "openssl", "iproute2"]),
+    "packages": sorted(["haproxy", "keepalived", "nftables", "cloud-init", "nginx", "openssl", "iproute2", "systemd"]),
     "sources": [
         f"deb http://deb.debian.org/debian {SUITE} main",
         f"deb http://deb.debian.org/debian {SUITE}-updates main",

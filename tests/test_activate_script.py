@@ -24,7 +24,7 @@ verb=$1; shift
 [ $# -ge 1 ] || { echo "systemctl stand-in: $verb needs a unit" >&2; exit 1; }
 for unit in "$@"; do
     case ${unit%.service} in
-        nftables|haproxy|keepalived|qemu-guest-agent) ;;
+        nftables|haproxy|keepalived|qemu-guest-agent|ha-lb-boot-finished) ;;
         *) echo "Unit file $unit does not exist." >&2; [ "$verb" = enable ] && exit 1; exit 5 ;;
     esac
 done
@@ -86,8 +86,9 @@ def calls(tmp_path_factory) -> list[str]:
 def test_every_service_is_enabled_so_a_reboot_brings_back_firewall_haproxy_and_keepalived(calls):
     enabled = {unit.removesuffix(".service") for call in calls if call.startswith("systemctl enable ")
                for unit in call.split()[2:]}
-    # Debian's nftables package enables nothing: without this, a rebooted LB would come up with no firewall.
-    assert enabled == {"nftables", "haproxy", "keepalived"}
+    # Debian's nftables package enables nothing: without this, a rebooted LB would come up with no firewall. Without
+    # the boot gate's unit, a rebooted LB would stay out of the election (in FAULT) for good.
+    assert enabled == {"nftables", "haproxy", "keepalived", "ha-lb-boot-finished"}
 
 
 def test_it_validates_everything_before_it_starts_anything_and_the_firewall_first(calls):
@@ -99,6 +100,8 @@ def test_it_validates_everything_before_it_starts_anything_and_the_firewall_firs
         assert first(validation) < min(starts), calls
     assert first("systemctl restart nftables") < first("systemctl restart haproxy") < first("systemctl restart keepalived")
     assert first("systemctl reset-failed haproxy") < first("systemctl restart haproxy")
+    # This first boot's gate: the unit waits for the boot (runcmd's own included) to finish.
+    assert first("systemctl restart keepalived") < first("systemctl start ha-lb-boot-finished")
 
 
 def test_the_script_stops_at_the_first_failure(tmp_path):
@@ -109,54 +112,57 @@ def test_the_script_stops_at_the_first_failure(tmp_path):
     assert not [call for call in calls if call.startswith("systemctl")], calls
 
 
-# systemctl is-system-running: prints the manager's state and exits 0 only for "running" (systemctl(1)).
+# systemctl is-system-running --wait: waits for the boot to be over, prints the manager's state and exits 0 only
+# for "running" (systemctl(1), is-system-running).
 IS_SYSTEM_RUNNING = """#!/bin/sh
-[ "$*" = is-system-running ] || { echo "systemctl stand-in: only is-system-running is expected, got: $*" >&2; exit 1; }
+[ "$*" = "is-system-running --wait" ] || { echo "systemctl stand-in: only is-system-running --wait is expected, got: $*" >&2; exit 1; }
 echo "$STATE" >> "$CALLS"
 echo "$STATE"
 [ "$STATE" = running ]
 """
 
 
-def run_boot_finished_check(directory, state: str) -> tuple[subprocess.CompletedProcess, list[str], pathlib.Path]:
-    """keepalived's check_booted script as lb01's keepalived.conf gives it (split into arguments as keepalived
-    splits it, shell-like; the namespace harness runs it under the real keepalived), run against a systemctl
-    reporting `state`, its marker (on the guest's /run) moved into `directory`.
-    (result, states systemctl was asked for, marker)."""
-    keepalived_conf = next(f["content"] for f in lb01_user_data()["write_files"] if f["path"] == PATHS.keepalived)
-    check = keepalived_conf.split("vrrp_script check_booted {\n")[1].split("\n")
-    [line] = [line.strip() for line in check if line.strip().startswith("script ")]
-    [_, command] = shlex.split(line)  # keepalived: `script "COMMAND"`, COMMAND split as a shell would
-    arguments = shlex.split(command)
-    assert arguments[:2] == ["/usr/bin/sh", "-c"] and PATHS.boot_finished_marker in arguments[2]
+def run_boot_finished_script(directory, state: str) -> tuple[subprocess.CompletedProcess, list[str], pathlib.Path]:
+    """lb01's boot-finished script as cloud-init writes it, run by its path against a systemctl whose boot ended in
+    `state`, its marker (keepalived's track file, on the guest's /run) moved into `directory`; keepalived itself
+    reads it in the namespace harness. (result, states systemctl was asked for, marker)."""
+    [script] = [f for f in lb01_user_data()["write_files"] if f["path"] == PATHS.boot_finished_script]
     marker = directory / "boot-finished"
-    arguments[2] = arguments[2].replace(PATHS.boot_finished_marker, str(marker))
+    path = directory / "ha-lb-boot-finished"
+    path.write_text(script["content"].replace(PATHS.boot_finished_marker, str(marker)))
+    path.chmod(int(script["permissions"], 8))
     (directory / "bin").mkdir(exist_ok=True)
     (directory / "bin" / "systemctl").write_text(IS_SYSTEM_RUNNING)
     (directory / "bin" / "systemctl").chmod(0o755)
     calls = directory / "calls"
     calls.write_text("")
-    result = subprocess.run(arguments, capture_output=True, text=True, timeout=30,
+    result = subprocess.run([str(path)], capture_output=True, text=True, timeout=30,
                             env={"PATH": f"{directory / 'bin'}:/usr/bin:/bin", "STATE": state, "CALLS": str(calls)})
     return result, calls.read_text().split(), marker
 
 
 @pytest.mark.parametrize("state, passes", [
-    ("initializing", False), ("starting", False), ("running", True), ("degraded", True),
-    ("maintenance", False), ("stopping", False), ("offline", False), ("unknown", False),
+    ("running", True), ("degraded", True), ("maintenance", False), ("stopping", False), ("offline", False),
+    ("unknown", False),
 ])
-def test_the_boot_finished_check_passes_only_once_systemd_has_finished_booting(tmp_path, state, passes):
-    """A load balancer whose boot still runs stays out of the election; a failed unit elsewhere (degraded)
-    does not keep it out. The answer is kept (the marker) only once the boot has finished."""
-    result, asked, marker = run_boot_finished_check(tmp_path, state)
+def test_the_boot_gate_opens_only_once_systemd_has_finished_booting(tmp_path, state, passes):
+    """A load balancer whose boot ended otherwise stays out of the election (its unit fails, saying why); a failed
+    unit elsewhere (degraded) does not keep it out. "1", whole, is what keepalived's reversed track file needs."""
+    result, asked, marker = run_boot_finished_script(tmp_path, state)
     assert (result.returncode == 0) == passes, (state, result)
-    assert result.stdout == "" and result.stderr == "" and asked == [state]
+    assert asked == [state]
     assert marker.exists() == passes
+    if passes:
+        assert marker.read_text() == "1\n" and result.stderr == ""
+        assert not marker.with_name(marker.name + ".new").exists()
+    else:
+        assert f"the boot did not finish (systemd: {state})" in result.stderr
 
 
-def test_a_booted_node_passes_the_check_without_asking_systemd_again(tmp_path):
-    """Once booted, a busy systemd (slow to answer, or answering anything) cannot fail the check."""
-    first, _, marker = run_boot_finished_check(tmp_path, "running")
-    assert first.returncode == 0 and marker.exists()
-    again, asked, _ = run_boot_finished_check(tmp_path, "starting")
-    assert again.returncode == 0 and asked == []
+def test_the_boot_gate_unit_runs_the_script_without_holding_the_boot_open():
+    """Type=simple: systemd counts the unit started once its process runs, so the boot it waits for can finish;
+    wanted by multi-user.target, so every boot starts it (the activate script enables it)."""
+    [unit] = [f for f in lb01_user_data()["write_files"] if f["path"] == PATHS.boot_finished_unit]
+    lines = unit["content"].splitlines()
+    assert "Type=simple" in lines and f"ExecStart={PATHS.boot_finished_script}" in lines
+    assert "WantedBy=multi-user.target" in lines

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests import promises
+from tests import figures, promises
 from tests.conftest import reference_priority_load_balancers, require_root, require_tools
 from tests.netns.harness import (
     NAMESPACE_PREFIX,
@@ -183,6 +183,7 @@ def test_load_balancer_failure_moves_the_vip_within_the_bound(lab, fault):
         results = load.stop()
     outage = outage_after(results, fault_at)
     print(f"{lab.settings.vrrp.profile} {fault}: outage {outage.seconds:.2f} s, {outage.failed} failed requests")
+    figures.record("outage", outage.seconds)
     assert watch.intervals()[lab.secondary], "the watch never saw the VIP arrive on the backup"
     assert outage.answered_after, "the service never answered again"
     assert outage.seconds <= bound(lab), f"outage {outage.seconds:.2f} s exceeds the promised {bound(lab):.2f} s"
@@ -196,6 +197,7 @@ def test_load_balancer_failure_moves_the_vip_within_the_bound(lab, fault):
         # The master resigned (a priority 0 advert): the backup waits only its skew time.
         gap = watch.handover_gap(lab.primary, lab.secondary)
         print(f"{lab.settings.vrrp.profile} {fault}: resign to takeover {gap}")
+        figures.record("resign to takeover", gap if gap is not None else float("nan"))
         assert gap is not None and gap <= promises.RESIGN_TO_TAKEOVER_SECONDS, f"resign to takeover took {gap} s"
 
 
@@ -227,9 +229,23 @@ def test_with_preempt_the_vip_returns_to_the_healthy_primary(lab):
     outage = outage_after(results, repaired_at)
     print(f"{lab.settings.vrrp.profile} failback: VIP back after {back_after:.1f} s, {outage.failed} failed requests, handover overlap "
           f"{[round(end - start, 4) for start, end in watch.overlaps()]}")
+    figures.record("VIP back after the repair", back_after)
+    figures.record("failback failed requests", outage.failed, unit="requests")
     assert outage.answered_after
     assert outage.failed <= promises.FAILBACK_FAILED_REQUESTS, f"failback cost {outage.failed} requests"
     handover_overlaps(lab, watch)
+    the_new_master_announced_itself_last(lab)
+
+
+def the_new_master_announced_itself_last(lab: NetnsLab) -> None:
+    """After a preemptive handover the stepping-down master's last advert (higher_prio_send_advert) reached the new
+    master, which then sent its gratuitous ARPs again (garp_lower_prio_repeat): whatever the old master announced
+    last (its refresh), the new master's ARPs came after it."""
+    log = lab.keepalived_log(lab.primary)
+    taken = log[log.rindex("(web-prod) Entering MASTER STATE"):]
+    heard = f"(web-prod) Received advert from {lab.hosts[lab.secondary].address} with lower priority"
+    assert heard in taken, taken[-3000:]
+    assert "Sending gratuitous ARP" in taken[taken.index(heard):], taken[-3000:]
 
 
 @variants("classic-unicast-no-preempt", "fast-multicast-no-preempt")
@@ -272,6 +288,7 @@ def test_fast_profile_link_cut_outage_within_the_promise(lab):
     time.sleep(1)
     outage = outage_after(load.stop(), cut_at)
     print(f"fast link cut: outage {outage.seconds:.2f} s, {outage.failed} failed requests")
+    figures.record("outage", outage.seconds)
     assert outage.answered_after and outage.seconds <= promises.FAILOVER_SECONDS["link or node lost"]["fast"]
 
 
@@ -366,8 +383,16 @@ def test_a_rebooted_load_balancer_boots_its_firewall_and_services_and_takes_the_
         assert lab.systemctl(primary, "is-active", unit, check=False).returncode == 0, unit
     ruleset = lab.host(primary).exec(["nft", "list", "ruleset"]).stdout
     assert "table inet ha_lb" in ruleset and "policy drop" in ruleset
-    # The README's classic promise for a repaired master (it waits out the hold-down first).
-    lab.wait_for_vip_on(primary, timeout=promises.FAILBACK_SECONDS["classic"])
+    # The README's classic promise for a repaired master (it waits out the hold-down first), and what the client
+    # sees of the handover back: a failback's failed requests at most.
+    failback = promises.FAILBACK_SECONDS["classic"]
+    load = lab.load(duration=failback + 3, interval=0.02, timeout=PROBE_TIMEOUT)
+    lab.wait_for_vip_on(primary, timeout=failback)
+    time.sleep(1)
+    failed = [r for r in load.stop() if not r["ok"]]
+    figures.record("reboot failback failed requests", len(failed), unit="requests")
+    assert len(failed) <= promises.FAILBACK_FAILED_REQUESTS, f"the failback cost {len(failed)} requests: {failed[:3]}"
+    the_new_master_announced_itself_last(lab)
     assert lab.get(lab.http_url, timeout=1)["ok"]
 
 
@@ -389,9 +414,12 @@ def test_a_load_balancer_still_booting_stays_out_of_the_election_until_its_boot_
         lab.wait_for_vip_on(primary, timeout=failback)
     taken_back = [start for start, _ in watch.intervals()[primary] if start > rebooted_at]
     assert taken_back and min(taken_back) > booted_at, (taken_back, booted_at)
-    # keepalived held the instance back on the failing check (it never entered the election), not by chance.
+    # keepalived held the instance back on the boot gate's file (it never entered the election), not by chance,
+    # and let it in when the file said so.
     log = lab.keepalived_log(primary)
-    assert log.index("VRRP_Script(check_booted) failed") < log.index("(web-prod) Entering BACKUP STATE"), log
+    assert log.index("(web-prod): entering FAULT state (tracked file boot_finished") \
+        < log.index("(web-prod): tracked file boot_finished leaving FAULT state") \
+        < log.index("(web-prod) Entering BACKUP STATE"), log
     assert lab.get(lab.http_url, timeout=1)["ok"]
 
 

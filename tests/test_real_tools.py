@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from components.offline import read_stack_file, write_render
+from components.render import PATHS
 from tests.conftest import require, require_root, require_tools
 from tests.keys import key_config
 from tests.program_run import run_program
@@ -44,11 +45,14 @@ def rendered(request, tmp_path_factory) -> pathlib.Path:
 # The major.minor of each tool as the suite ships it, the versions its VMs run: a check that ran another
 # version (a wrong root, a host that is not Debian 12) would say nothing about that suite.
 VERSIONS = {
-    "bookworm": {"haproxy": "2.6", "keepalived": "2.2", "nft": "1.0", "cloud-init": "22.4", "nginx": "1.22"},
-    "trixie": {"haproxy": "3.0", "keepalived": "2.3", "nft": "1.1", "cloud-init": "25.1", "nginx": "1.26"},
+    "bookworm": {"haproxy": "2.6", "keepalived": "2.2", "nft": "1.0", "cloud-init": "22.4", "nginx": "1.22",
+                 "systemd-analyze": "252"},
+    "trixie": {"haproxy": "3.0", "keepalived": "2.3", "nft": "1.1", "cloud-init": "25.1", "nginx": "1.26",
+               "systemd-analyze": "257"},
 }
 VERSION_COMMANDS = {"haproxy": ("haproxy", "-v"), "keepalived": ("keepalived", "--version"),
-                    "nft": ("nft", "--version"), "cloud-init": ("cloud-init", "--version"), "nginx": ("nginx", "-v")}
+                    "nft": ("nft", "--version"), "cloud-init": ("cloud-init", "--version"), "nginx": ("nginx", "-v"),
+                    "systemd-analyze": ("systemd-analyze", "--version")}
 
 
 class Tools:
@@ -65,7 +69,9 @@ class Tools:
 
     def version(self, tool: str) -> str:
         result = self.run(*VERSION_COMMANDS[tool])
-        found = re.search(r"(\d+\.\d+)\.\d+", result.stdout + result.stderr)
+        # systemd counts its releases in whole numbers ("systemd 252 (252.39-1~deb12u2)").
+        pattern = r"^systemd (\d+) " if tool == "systemd-analyze" else r"(\d+\.\d+)\.\d+"
+        found = re.search(pattern, result.stdout + result.stderr, re.M)
         assert result.returncode == 0 and found, (self.suite, tool, result.stdout, result.stderr)
         return found.group(1)
 
@@ -178,6 +184,23 @@ def test_the_activation_scripts_are_valid_shell(rendered, tools):
     for vm in vms(rendered):
         result = tools.run("sh", "-n", str(vm / "files/usr/local/sbin/ha-lb-activate"), binds=[rendered])
         assert result.returncode == 0, (tools.suite, result.stderr)
+
+
+def test_systemd_accepts_the_boot_gate_unit(rendered, tools, tmp_path):
+    """Each load balancer's boot gate unit as systemd reads it (systemd-analyze verify, in a root holding the suite's
+    own units and the rendered unit and script): no setting it ignores, its command there and executable."""
+    # Both releases have merged /usr (/lib a link to usr/lib); systemd 257 looks for units under /usr/lib only.
+    system_units = (tools.root or pathlib.Path("/")) / "usr/lib/systemd/system"
+    for vm in vms(rendered, prefix="lb"):
+        root = tmp_path / vm.name
+        shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)
+        (root / "lib").symlink_to("usr/lib")
+        for path in (PATHS.boot_finished_unit, PATHS.boot_finished_script):
+            (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(vm / "files" / path.lstrip("/"), root / path.lstrip("/"))
+        (root / PATHS.boot_finished_script.lstrip("/")).chmod(0o755)  # as write_files gives it (the golden files say)
+        result = tools.run("systemd-analyze", "verify", f"--root={root}", PATHS.boot_finished_unit, binds=[tmp_path])
+        assert result.returncode == 0 and result.stderr == "", (tools.suite, vm.name, result.stderr)
 
 
 def _certificate_block(activate: str) -> tuple[str, str, str]:

@@ -12,6 +12,8 @@ from components.render import (
     PATHS,
     lab_hosts,
     load_balancer_files,
+    render_boot_finished_script,
+    render_boot_finished_unit,
     render_haproxy_cfg,
     render_host,
     render_keepalived_conf,
@@ -67,11 +69,12 @@ def test_keepalived_renders_the_classic_values():
     s = settings()
     lb01, lb02 = render_keepalived_conf(s, lb(s, "lb01")), render_keepalived_conf(s, lb(s, "lb02"))
     for conf in (lb01, lb02):
-        # HAProxy's death is the kernel's event; no polled check of it beside it (it made busy guests flap).
-        # The one script is the boot check (it asks systemd nothing once the boot has finished).
+        # HAProxy's death is the kernel's event and the boot gate a file keepalived watches: nothing is polled
+        # (a polled check made busy guests flap, and put a loaded master in FAULT long after its boot).
         assert "check_haproxy" not in conf and "is-active" not in conf
-        assert conf.count("vrrp_script ") == 1 and "vrrp_script check_booted {" in conf
-        assert "\n    weight" not in conf and "virtual_router_id 1" in conf
+        assert "vrrp_script" not in conf and "track_script" not in conf
+        # No weighted check: only the boot gate's "weight 0 reverse" (no weight: FAULT while it fails).
+        assert "\n    weight" not in conf.replace("\n    weight 0 reverse\n", "\n") and "virtual_router_id 1" in conf
         assert "advert_int 1\n" in conf and "vrrp_version 2" in conf
         assert "192.168.10.3 dev frontend" in conf and "interface frontend" in conf
         assert "vrrp_track_process track_haproxy" in conf and "process haproxy" in conf
@@ -258,7 +261,7 @@ def test_without_the_process_event_connector_only_the_polled_check_is_rendered()
     s = settings(vrrp={"trackProcess": False})
     conf = render_keepalived_conf(s, lb(s, "lb01"))
     assert "track_process" not in conf and "vrrp_track_process" not in conf
-    assert "track_script {\n        check_booted\n        check_haproxy\n    }" in conf
+    assert "track_script {\n        check_haproxy\n    }" in conf
     check = conf.split("vrrp_script check_haproxy {")[1].split("}")[0]
     assert 'script "/usr/bin/systemctl is-active --quiet haproxy"' in check and "interval 2" in check
     assert "fall 2" in check and "rise 2" in check and "weight" not in check
@@ -267,16 +270,18 @@ def test_without_the_process_event_connector_only_the_polled_check_is_rendered()
 @pytest.mark.parametrize("vrrp", [{}, {"trackProcess": False}, {"profile": "fast"}, {"preempt": False},
                                   {"unicast": False}])
 def test_every_vrrp_mode_keeps_a_node_out_of_the_election_until_its_boot_has_finished(vrrp):
-    """check_booted is tracked without a weight (a failure keeps the instance out, whatever the priorities),
-    polled at the check interval, one pass to come in and two failures to go out."""
+    """The boot gate is a file keepalived watches (track_file): without a weight and reversed, so a missing file or
+    0 keeps the instance in FAULT whatever the priorities, and the boot-finished script writes "1" there."""
     s = settings(vrrp=vrrp)
     for name in ("lb01", "lb02"):
         conf = render_keepalived_conf(s, lb(s, name))
-        check = conf.split("vrrp_script check_booted {")[1].split("}")[0]
-        assert f"    script \"/usr/bin/sh -c 'test -e {PATHS.boot_finished_marker} || " in check and "weight" not in check
-        assert f"interval {s.vrrp.check_interval}\n" in check and "fall 2\n" in check and "rise 1\n" in check
-        tracked = conf.split("    track_script {\n")[1].split("    }")[0].split()
-        assert "check_booted" in tracked
+        gate = conf.split("track_file boot_finished {\n")[1].split("}")[0]
+        assert gate == f'    file "{PATHS.boot_finished_marker}"\n    weight 0 reverse\n', gate
+        tracked = conf.split("    track_file {\n")[1].split("    }")[0].split()
+        assert tracked == ["boot_finished"]
+    script = render_boot_finished_script()
+    assert f"> {PATHS.boot_finished_marker}.new\nmv -f {PATHS.boot_finished_marker}.new {PATHS.boot_finished_marker}\n" in script
+    assert f"ExecStart={PATHS.boot_finished_script}\n" in render_boot_finished_unit()
 
 
 @pytest.mark.parametrize("vm", ["lb01", "web01"])
@@ -375,3 +380,13 @@ def test_the_master_repeats_its_gratuitous_arp_every_second(vrrp):
     for name in ("lb01", "lb02"):
         instance = render_keepalived_conf(s, lb(s, name)).split("vrrp_instance web-prod {")[1]
         assert "\n    garp_master_refresh 1\n" in instance and "\n    garp_master_delay 1\n" in instance
+
+
+@pytest.mark.parametrize("vrrp", [{}, {"profile": "fast"}, {"unicast": False}])
+def test_a_stepping_down_master_answers_before_it_goes_so_the_new_masters_arps_come_last(vrrp):
+    """higher_prio_send_advert: the old master's last advert makes the new one send its gratuitous ARPs again, after
+    anything the old master announced (its refresh raced the failback's ARPs in the namespace harness)."""
+    s = settings(vrrp=vrrp)
+    for name in ("lb01", "lb02"):
+        instance = render_keepalived_conf(s, lb(s, name)).split("vrrp_instance web-prod {")[1]
+        assert "\n    higher_prio_send_advert\n" in instance

@@ -65,6 +65,8 @@ LOGIN_USER, LOGIN_UID = "debian", 61999
 BOOT_STATE_FILE = "/run/ha-lb-boot-state"
 # What haproxy's and keepalived's Debian packages enable when installed (dh_installsystemd's default).
 DEBIAN_ENABLED_UNITS = ("haproxy", "keepalived")
+# Where cloud-init writes unit files of its own (the boot gate's): each load balancer's private copy.
+LOCAL_UNITS = str(pathlib.Path(PATHS.boot_finished_unit).parent)
 
 
 # The host's init: daemons started by the systemctl stand-in are orphans adopted by it, and a dead one
@@ -460,6 +462,8 @@ class NetnsLab:
         lines, directories = [], set()
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             target = "/" + str(path.relative_to(root))
+            if target.startswith(LOCAL_UNITS + "/"):  # written into the host's own unit directory instead
+                continue
             parent = os.path.dirname(target)
             if parent == "/etc":  # never hide /etc itself: bind just the file
                 lines.append(f"mount --bind {path} {target}")
@@ -477,6 +481,10 @@ class NetnsLab:
         wants.mkdir(parents=True)
         for unit in DEBIAN_ENABLED_UNITS:
             (wants / f"{unit}.service").symlink_to(f"/lib/systemd/system/{unit}.service")
+        # Unit files cloud-init writes (write_files) into /etc/systemd/system, beside the links.
+        rendered_units = self._rendered_root(name) / LOCAL_UNITS.lstrip("/")
+        for unit in rendered_units.glob("*.service") if rendered_units.is_dir() else ():
+            shutil.copy2(unit, wants.parent / unit.name)
         passwd = pathlib.Path("/etc/passwd").read_text()
         group = pathlib.Path("/etc/group").read_text()
         (private / "passwd").write_text(passwd + f"{LOGIN_USER}:x:{LOGIN_UID}:{LOGIN_UID}::/tmp:/bin/sh\n")
@@ -548,8 +556,9 @@ class NetnsLab:
         host.start(self._load_balancer_setup(name))
         host.shell("for f in /etc/sysctl.d/*.conf; do sysctl --quiet -p \"$f\"; done\n"
                    # nftables.service runs before the network is up (Before=network-pre.target).
-                   "for unit in nftables haproxy keepalived; do\n"
-                   "    if [ -e /etc/systemd/system/multi-user.target.wants/$unit.service ]; then systemctl start $unit; fi\n"
+                   "if [ -e /etc/systemd/system/multi-user.target.wants/nftables.service ]; then systemctl start nftables; fi\n"
+                   "for link in /etc/systemd/system/multi-user.target.wants/*.service; do\n"
+                   "    unit=${link##*/}; [ \"$unit\" = nftables.service ] || systemctl start \"$unit\"\n"
                    "done")
         if boot_finishes:
             self.finish_boot(name)
