@@ -34,6 +34,7 @@ VARIANTS = {
     "fast-multicast-no-preempt": {"profile": "fast", "unicast": False, "preempt": False},
     "classic-weight": {"checkWeight": 2},  # the reference's weight mode: the VIP moves by preemption
     "rollout": {},  # changed by the rollout tests, so it is a lab of its own
+    "rollout-to-multicast": {},  # moved to multicast VRRP by its test
 }
 FAILOVER_VARIANTS = ["classic-unicast", "classic-multicast", "fast-unicast", "fast-multicast-no-preempt", "classic-weight"]
 PROBE_TIMEOUT = 0.25  # a request not answered by then counts as failed: the outage resolution
@@ -341,6 +342,26 @@ def test_rollout_applies_a_valid_change_one_lb_at_a_time_with_zero_failed_reques
         keepalived = lab.host(lb).exec(["cat", "/etc/keepalived/keepalived.conf"]).stdout
         assert "interval 3" in keepalived
     assert watch.moves() == 0, "the VIP moved during a rollout"
+
+
+@variants("rollout-to-multicast")
+def test_a_rollout_from_unicast_to_multicast_vrrp_leaves_one_holder(lab):
+    """`vrrp.unicast: false` (with the fast profile) rolled out as `pulumi up` orders it, the lower priority first:
+    once both load balancers speak multicast, the primary alone holds the VIP, within a lost node's promise."""
+    changed = lab_config("rollout-to-multicast", vrrp={"unicast": False, "profile": "fast"})
+    scripts = rollout_scripts(changed)
+    with VipWatch(lab) as watch:
+        for step in ("config-check", "config-rollout"):
+            for lb in (lab.secondary, lab.primary):
+                result = lab.as_login_user(lb, scripts[f"{lb}-{step}"])
+                assert result.returncode == 0, f"{lb}-{step} failed:\n{result.stdout}{result.stderr}"
+        rolled_out = time.time()
+        bound = promises.FAILOVER_SECONDS["link or node lost"]["classic"]
+        time.sleep(bound + 5)
+    holders = {lb: [(start - rolled_out, end and end - rolled_out) for start, end in spans]
+               for lb, spans in watch.intervals().items()}
+    assert lab.vip_holders() == [lab.primary], (holders, lab.keepalived_log(lab.primary)[-3000:],
+                                               lab.keepalived_log(lab.secondary)[-3000:])
 
 
 @variants("rollout")

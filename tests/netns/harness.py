@@ -459,14 +459,24 @@ class NetnsLab:
     def _bind_rendered_files(self, host: str) -> str:
         """Shell lines that put the host's rendered files at their real paths, inside its mount namespace."""
         root = self._rendered_root(host)
-        lines, directories = [], set()
+        # /etc itself is never hidden: the host sees it through an overlay of its own, where a file directly in /etc
+        # (nftables.conf) is a real file that the rollout's `install` can replace (a bind-mounted file cannot be
+        # unlinked: EBUSY), and nothing reaches the test host's /etc.
+        # The overlay's upper layer persists across the host's reboots, as a disk does.
+        upper = self.workdir / host / "etc-overlay"
+        first_boot = not upper.exists()
+        (upper / "upper").mkdir(parents=True, exist_ok=True)
+        (upper / "work").mkdir(exist_ok=True)
+        lines = [f"mount -t overlay ha-lb-etc -o lowerdir=/etc,upperdir={upper / 'upper'},workdir={upper / 'work'} /etc"]
+        directories: set[str] = set()
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             target = "/" + str(path.relative_to(root))
             if target.startswith(LOCAL_UNITS + "/"):  # written into the host's own unit directory instead
                 continue
             parent = os.path.dirname(target)
-            if parent == "/etc":  # never hide /etc itself: bind just the file
-                lines.append(f"mount --bind {path} {target}")
+            if parent == "/etc":
+                if first_boot:
+                    shutil.copy2(path, upper / "upper" / path.name)
             elif parent not in directories:
                 directories.add(parent)
                 lines.append(f"mount --bind {root / parent.lstrip('/')} {parent}")
