@@ -24,8 +24,9 @@ RESIGN_TO_TAKEOVER_SECONDS = 0.1
 # moves at most twice in all (away, and back once) when HAProxy is killed and systemd restarts it.
 FAILBACK_SECONDS = {"classic": 17, "fast": 8.2}
 VIP_MOVES_AFTER_A_RESTARTED_HAPROXY = 2
-# An idle pair with the fast profile: no VIP movement in this many seconds on the VMs.
-FAST_PROFILE_IDLE_SOAK_SECONDS = 180
+# A pair with the fast profile under the test's client (a request every 0.1 s): no VIP movement, and neither load
+# balancer in FAULT, in this many seconds on the VMs.
+FAST_PROFILE_SOAK_SECONDS = 180
 # A web server dies, even mid-request: no failed request, and a request caught by the death waits at
 # most HAProxy's one-second turn-around (on top of its own time at the server).
 WEB_SERVER_DEATH_FAILED_REQUESTS = 0

@@ -54,7 +54,7 @@ def test_the_other_promises_are_the_same_numbers():
     assert f"The tests bound every handover to {promises.HANDOVER_OVERLAP * 1000:g} ms" in prose
     assert f"stamps them on arrival, to {seconds(promises.DOUBLE_HOLD_BY_ARRIVAL_STAMPS)}." in prose
     assert f"drops the VIP and its peer takes it within {seconds(promises.RESIGN_TO_TAKEOVER_SECONDS)}" in prose
-    assert f"no VIP movement in a {promises.FAST_PROFILE_IDLE_SOAK_SECONDS // 60:g}-minute idle soak" in prose
+    assert f"no VIP movement in a {promises.FAST_PROFILE_SOAK_SECONDS // 60:g}-minute soak under the test's client" in prose
     assert f"a lost node (powered off) costs up to {seconds(promises.REBUILD_LONGEST_OUTAGE)}" in prose
     assert f"a lost link up to {seconds(promises.VM_FAST_LINK_LOSS_OUTAGE)} with the fast profile" in prose
     assert f"a killed HAProxy or a stopped keepalived up to {seconds(promises.VM_RESIGNATION_OUTAGE)} (measured" in prose
