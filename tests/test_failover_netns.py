@@ -346,13 +346,14 @@ def test_rollout_applies_a_valid_change_one_lb_at_a_time_with_zero_failed_reques
 
 @variants("rollout-to-multicast")
 def test_a_rollout_from_unicast_to_multicast_vrrp_leaves_one_holder(lab):
-    """`vrrp.unicast: false` (with the fast profile) rolled out as `pulumi up` orders it, the lower priority first:
-    once both load balancers speak multicast, the primary alone holds the VIP, within a lost node's promise."""
+    """`vrrp.unicast: false` (with the fast profile) rolled out as `pulumi up` orders it, the higher priority first
+    (components/lab.py): while only the primary speaks multicast, its peer hears nothing and is a second master;
+    once both speak it, the primary alone holds the VIP, within a lost node's promise."""
     changed = lab_config("rollout-to-multicast", vrrp={"unicast": False, "profile": "fast"})
     scripts = rollout_scripts(changed)
     with VipWatch(lab) as watch:
         for step in ("config-check", "config-rollout"):
-            for lb in (lab.secondary, lab.primary):
+            for lb in (lab.primary, lab.secondary):
                 result = lab.as_login_user(lb, scripts[f"{lb}-{step}"])
                 assert result.returncode == 0, f"{lb}-{step} failed:\n{result.stdout}{result.stderr}"
         rolled_out = time.time()
