@@ -43,7 +43,7 @@ FAULTS = ("haproxy", "keepalived", "link", "reboot")
 TIME_LIMIT_SECONDS = {"haproxy": 180, "keepalived": 180, "link": 180, "reboot": 600}
 # A request every 20 ms, each given 0.25 s, whether or not the earlier ones have answered: an outage is resolved
 # to 20 ms (a client that waited for its requests would resolve it only to the timeout). --request-interval sets
-# another rate: the client's own load counts on guests with little CPU (README, "Failover: what to expect").
+# another rate: the client's own load counts on guests with little CPU (docs/failover.md).
 REQUEST_INTERVAL_SECONDS = 0.02
 REQUEST_INTERVAL_RANGE = (0.01, 1.0)
 REQUEST_TIMEOUT_SECONDS = 0.25

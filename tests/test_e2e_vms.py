@@ -48,7 +48,7 @@ TOOLS = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "gen
          "mkfs.ext4", "grub-mkimage", "ssh", "ssh-keygen", "openssl", "go", "nft", "dnsmasq", "iptables")
 LAB = f"{PROJECT}-{STACK}"
 TIMINGS: dict[str, Any] = {}
-# What runs where (README, "VM end-to-end test"): under TCG cloud-init's package install costs about 5 minutes
+# What runs where (docs/testing.md, "VM end-to-end test"): under TCG cloud-init's package install costs about 5 minutes
 # per VM and a lab's VMs come up one after the other per tier, so the test command (CI) runs the whole module
 # on Debian 13 from a golden image. HA_LB_E2E_DEBIAN12=1 adds the move to Debian 12 (the plain image from a URL,
 # cloud-init installing the packages from the mirror: 23 minutes) and Debian 12's checks;
@@ -62,7 +62,7 @@ SUITES = sorted({FIRST_RELEASE, "trixie", *(["bookworm"] if DEBIAN_12 else [])},
 debian_12 = pytest.mark.skipif(not DEBIAN_12, reason="the move to Debian 12 runs with HA_LB_E2E_DEBIAN12=1 "
                                "(about 33 minutes more under TCG: outside CI's hour, see README)")
 # HA_LB_E2E_CPU_STUDY=N: N HAProxy kills on the master in each of three conditions (a study of where the host's
-# cores go during a failover, printed, not a promise: README, "Failover: what to expect").
+# cores go during a failover, printed, not a promise: docs/failover.md).
 CPU_STUDY_ROUNDS = int(os.environ.get("HA_LB_E2E_CPU_STUDY", "0"))
 
 
@@ -75,7 +75,7 @@ NODE_LOSS_OUTAGE = promises.REBUILD_LONGEST_OUTAGE
 # The test's own client during drills and failovers: a request every 0.1 s. Four 1-vCPU emulated guests share the
 # host's two cores, and a client's requests are work for two of them: at the drill's default 50 a second the master
 # already ran about half a core before any fault, and after a takeover both load balancers wanted a whole core
-# (the CPU study, README "Failover: what to expect"); at 10 a second the same handovers were clean. An outage is
+# (the CPU study, docs/failover.md); at 10 a second the same handovers were clean. An outage is
 # then resolved to 0.1 s.
 CLIENT_INTERVAL = 0.1
 
@@ -1048,7 +1048,7 @@ def test_multicast_vrrp_as_in_the_reference_plan_elects_one_holder_fails_over_an
     """VRRP adverts to 224.0.0.18 (`vrrp.unicast: false`) across libvirt's bridge with the reference plan's classic
     timing: switched in place (no worse than a lost node), one holder; a config-only rollout loses no request; a
     HAProxy failover and failback within the VMs' bounds. (With the fast profile, lb02 went on changing state after
-    the switch, once still 50 s after it: README, "Failover: what to expect".)"""
+    the switch, once still 50 s after it: docs/failover.md.)"""
     reference = {**e2e.config, "vrrp": {"unicast": False}}
     _, seconds, switched = _apply_under_requests(e2e, reference, limit=900)
     note("vrrp.unicast true -> false rolled out in place", f"{seconds:.0f} s; {switched}")

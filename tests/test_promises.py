@@ -1,4 +1,4 @@
-"""The README states exactly the numbers tests/promises.py holds (and the tests bound themselves by)."""
+"""The README (with docs/) states exactly the numbers tests/promises.py holds (and the tests bound themselves by)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import re
 from tests import promises
 from tests.engine.stack import PROJECT_ROOT
 
-README = (PROJECT_ROOT / "README.md").read_text()
+# The README and its pages under docs/ (the failover promises live in docs/failover.md).
+README = "".join(path.read_text() for path in [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))])
 
 
 def failover_table() -> dict[str, list[str]]:
