@@ -18,7 +18,6 @@ from .render import (
     load_balancer_files,
     render_cloud_init,
     render_host,
-    unit_name,
 )
 from .settings import LabSettings, LoadBalancer
 
@@ -45,7 +44,7 @@ ROLLOUT_SERVICES = {PATHS.haproxy: "haproxy", PATHS.keepalived: "keepalived", PA
 ROLLOUT_ACTIONS = (
     RolloutAction("nftables", "nftables restarted", ("systemctl restart nftables.service",)),
     RolloutAction(BOOT_GATE, "boot gate installed", ("systemctl daemon-reload",
-                                                     f"systemctl enable {unit_name(PATHS.boot_finished_unit)}",
+                                                     f"systemctl enable {PATHS.boot_finished_unit_name}",
                                                      PATHS.boot_finished_script)),
     RolloutAction("haproxy", "haproxy reloaded", ("systemctl reload haproxy.service",)),
     RolloutAction("keepalived", "keepalived reloaded", ("systemctl reload keepalived.service",)),

@@ -67,6 +67,11 @@ class GuestPaths:
     node_exporter_textfiles: str = "/var/lib/prometheus/node-exporter"
 
     @property
+    def boot_finished_unit_name(self) -> str:
+        """systemd's name for the boot gate's unit: its file name."""
+        return self.boot_finished_unit.rsplit("/", 1)[1]
+
+    @property
     def vrrp_metrics(self) -> str:
         return f"{self.node_exporter_textfiles}/ha_lb_vrrp.prom"
 
@@ -191,7 +196,7 @@ def render_keepalived_conf(settings: LabSettings, lb: LoadBalancer) -> str:
         vip=settings.vip,
         notify_path=PATHS.vrrp_notify,
         boot_finished_marker=PATHS.boot_finished_marker,
-        boot_finished_unit=unit_name(PATHS.boot_finished_unit),
+        boot_finished_unit=PATHS.boot_finished_unit_name,
     )
 
 
@@ -200,18 +205,13 @@ def render_vrrp_notify() -> str:
                    metrics_file=PATHS.vrrp_metrics, states=VRRP_STATES)
 
 
-def unit_name(path: str) -> str:
-    """systemd's name for a unit file: its file name."""
-    return path.rsplit("/", 1)[1]
-
-
 def render_boot_finished_script() -> str:
     return _render("boot-finished.sh.j2", script=PATHS.boot_finished_script, marker=PATHS.boot_finished_marker,
-                   unit=unit_name(PATHS.boot_finished_unit))
+                   unit=PATHS.boot_finished_unit_name)
 
 
 def render_boot_finished_unit() -> str:
-    return _render("boot-finished.service.j2", unit=unit_name(PATHS.boot_finished_unit),
+    return _render("boot-finished.service.j2", unit=PATHS.boot_finished_unit_name,
                    script=PATHS.boot_finished_script)
 
 
@@ -262,7 +262,7 @@ def load_balancer_files(settings: LabSettings, lb: LoadBalancer, stats_password_
         GuestFile(PATHS.boot_finished_script, "0755", render_boot_finished_script()),
         GuestFile(PATHS.boot_finished_unit, "0644", render_boot_finished_unit()),
         GuestFile(PATHS.activate, "0755", _render("activate-load-balancer.sh.j2", host=host, paths=PATHS,
-                                                  boot_finished_unit=unit_name(PATHS.boot_finished_unit))),
+                                                  boot_finished_unit=PATHS.boot_finished_unit_name)),
     )
 
 

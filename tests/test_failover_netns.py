@@ -310,6 +310,16 @@ def rollout_scripts(config: dict) -> dict[str, str]:
             if r.name.endswith(("-config-check", "-config-rollout"))}
 
 
+def roll_out(lab: NetnsLab, scripts: dict[str, str], order: list[str]) -> None:
+    """`pulumi up`'s rollout commands as it runs them: validated on every load balancer first, then activated one
+    at a time, in `order`; each must succeed."""
+    for step in ("config-check", "config-rollout"):
+        for lb in order:
+            result = lab.as_login_user(lb, scripts[f"{lb}-{step}"])
+            assert result.returncode == 0, f"{lb}-{step} failed:\n{result.stdout}{result.stderr}"
+            print(result.stdout.strip())
+
+
 def installed_haproxy_cfg(lab: NetnsLab, lb: str) -> str:
     return lab.host(lb).exec(["cat", "/etc/haproxy/haproxy.cfg"]).stdout
 
@@ -324,12 +334,7 @@ def test_rollout_applies_a_valid_change_one_lb_at_a_time_with_zero_failed_reques
     with VipWatch(lab) as watch:
         load = lab.load(duration=20, interval=0.02, timeout=2)
         time.sleep(1)
-        # Validated everywhere first, then activated one LB at a time, as `pulumi up` orders the commands.
-        for step in ("config-check", "config-rollout"):
-            for lb in order:
-                result = lab.as_login_user(lb, scripts[f"{lb}-{step}"])
-                assert result.returncode == 0, f"{lb}-{step} failed:\n{result.stdout}{result.stderr}"
-                print(result.stdout.strip())
+        roll_out(lab, scripts, order)
         applied_at = time.time()
         time.sleep(2)
         results = load.stop()
@@ -352,10 +357,7 @@ def test_a_rollout_from_unicast_to_multicast_vrrp_leaves_one_holder(lab):
     changed = lab_config("rollout-to-multicast", vrrp={"unicast": False, "profile": "fast"})
     scripts = rollout_scripts(changed)
     with VipWatch(lab) as watch:
-        for step in ("config-check", "config-rollout"):
-            for lb in (lab.primary, lab.secondary):
-                result = lab.as_login_user(lb, scripts[f"{lb}-{step}"])
-                assert result.returncode == 0, f"{lb}-{step} failed:\n{result.stdout}{result.stderr}"
+        roll_out(lab, scripts, [lab.primary, lab.secondary])
         rolled_out = time.time()
         bound = promises.FAILOVER_SECONDS["link or node lost"]["classic"]
         time.sleep(bound + 5)
