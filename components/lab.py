@@ -339,6 +339,7 @@ class Lab(pulumi.ComponentResource):
             "loadBalancers": self.load_balancers.addresses,
             "webServers": self.web_tier.addresses,
             "metrics": scrape_targets(s),
+            "vrrp": s.vrrp.wire_terms,
         }
         if self.generated_ssh_key is not None:
             outputs["sshPrivateKey"] = pulumi.Output.secret(self.generated_ssh_key.private_key_openssh)

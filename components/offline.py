@@ -25,7 +25,7 @@ import yaml
 
 from .guest_scripts import ROLLOUT_ACTIONS, ROLLOUT_SERVICES
 from .program_run import ProgramRun, run_program
-from .review import PLAN_FILE
+from .review import OUTPUTS_FILE, PLAN_FILE
 from .settings import default_ssh_public_keys
 
 CLOUD_INIT_TYPE = "libvirt:index/cloudInitDisk:CloudInitDisk"
@@ -120,7 +120,7 @@ def write_render(run: ProgramRun, out: pathlib.Path) -> list[pathlib.Path]:
     ordered = sorted(run.resources, key=lambda r: (r.type, r.name))
     write(out / "resources.txt", "\n".join(_summary_line(r) for r in ordered) + "\n")
     shown_outputs = {k: ("[secret]" if k in run.secret_outputs else v) for k, v in run.outputs.items()}
-    write(out / "outputs.json", json.dumps(shown_outputs, indent=2, sort_keys=True) + "\n")
+    write(out / OUTPUTS_FILE, json.dumps(shown_outputs, indent=2, sort_keys=True) + "\n")
     return written
 
 

@@ -15,11 +15,12 @@ import json
 import pathlib
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 # The files cloud-init reads from the seed disk, shown before the files user-data writes.
 SEED_FILES = ("user-data", "meta-data", "network-config")
 PLAN_FILE = "plan.json"
+OUTPUTS_FILE = "outputs.json"  # the stack outputs, secrets shown as "[secret]"
 # crypt(3) hashes (sha512-crypt is what HAProxy's userlist gets; the others for safety): a hash of a
 # weak password is as good as the password to whoever reads it, so no review shows one.
 _CRYPT_HASH = re.compile(r"\$(?:1|5|6|y|2[aby])\$[^\s\"']+")
@@ -55,10 +56,12 @@ class RenderedStack:
     stack: str
     machines: dict[str, RenderedMachine]
     resources: dict[str, dict]  # the lab's other libvirt objects (networks, pool, base image, provider)
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, directory: pathlib.Path, stack: str) -> "RenderedStack":
         plan = json.loads((directory / PLAN_FILE).read_text())
+        outputs = json.loads((directory / OUTPUTS_FILE).read_text()) if (directory / OUTPUTS_FILE).exists() else {}
         machines = {}
         for name, machine_plan in plan["machines"].items():
             files = {seed: (directory / name / seed).read_text() for seed in SEED_FILES}
@@ -66,7 +69,7 @@ class RenderedStack:
             for path in sorted(p for p in written.rglob("*") if p.is_file()):
                 files["/" + str(path.relative_to(written))] = path.read_text()
             machines[name] = RenderedMachine(name, files, machine_plan)
-        return cls(stack, machines, plan["resources"])
+        return cls(stack, machines, plan["resources"], outputs)
 
     @classmethod
     def empty(cls, stack: str) -> "RenderedStack":
@@ -267,9 +270,25 @@ def compare(old: RenderedStack, new: RenderedStack, old_label: str, new_label: s
                           if before["inputs"].get(k) != after["inputs"].get(k))
             resources.append(f"`{name}` ({after['type']}): " + ", ".join(
                 f"{k} {json.dumps(before['inputs'].get(k))} → {json.dumps(after['inputs'].get(k))}" for k in keys))
+    notes = [*notes, *_deaf_rollout_note(old, new, machines)]
     return StackReview(new.stack if new.machines else old.stack, old_label, new_label, tuple(machines),
                        tuple(mask(line, secrets) for line in resources), tuple(notes),
                        gated=any(m.plan["rolledOut"] for m in new.machines.values()))
+
+
+def _deaf_rollout_note(old: RenderedStack, new: RenderedStack, machines: Sequence[MachineChange]) -> list[str]:
+    """A change of what the pair must share to hear each other (the stack output `vrrp`: version, transport,
+    router id, VRRPv2's advert interval), rolled out one load balancer at a time."""
+    before, after = old.outputs.get("vrrp"), new.outputs.get("vrrp")
+    rolled = [m.name for m in machines if m.tier == "lb" and m.kind == ROLLED_OUT]
+    if not before or not after or before == after or len(rolled) < 2:
+        return []
+    changed = ", ".join(f"{key} {json.dumps(before.get(key))} → {json.dumps(after.get(key))}"
+                        for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key))
+    return [f"VRRP changes how the load balancers speak ({changed}): keepalived drops the other's adverts until both "
+            f"have it, so from {rolled[0]}'s rollout until {rolled[-1]}'s the two do not hear each other and both "
+            "hold the VIP. Clients see at most a lost node's outage; the pair is one holder again after "
+            f"{rolled[-1]}'s rollout."]
 
 
 def _fence(text: str) -> str:

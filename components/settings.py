@@ -143,6 +143,19 @@ class Vrrp:
         return bool(self.check_weight) or not self.track_process
 
     @property
+    def wire_terms(self) -> dict[str, Any]:
+        """What the two load balancers must share to hear each other's adverts. keepalived 2.3.3 vrrp.c
+        vrrp_check_packet drops an advert of the other VRRP version, one sent unicast where it expects multicast
+        or the reverse ("Expected unicast packet but received multicast packet"), and with VRRPv2 one with another
+        advert interval; another virtual router id is another router. A rollout that changes any of them leaves
+        the two deaf to each other between their turns."""
+        terms: dict[str, Any] = {"version": self.version, "transport": "unicast" if self.unicast else "multicast",
+                                 "virtualRouterId": self.virtual_router_id}
+        if self.version == 2:
+            terms["advertInterval"] = self.advert_interval
+        return terms
+
+    @property
     def master_down_interval(self) -> float:
         """RFC 3768/5798 bound: how long a backup waits before it takes over a silent master
         (3 adverts plus the skew time, which is below one advert)."""

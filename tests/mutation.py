@@ -162,6 +162,9 @@ MUTANTS = (
            "a request that fails late (in flight at the fault) does not cut the failover's outage short"),
     Mutant("review-shows-hashes", "components/review.py", "    return _CRYPT_HASH.sub(HASH_MARKER, text)",
            "    return text", "no secret reaches a pull-request comment"),
+    Mutant("review-silent-on-a-deaf-rollout", "components/review.py",
+           "before == after or len(rolled) < 2", "True",
+           "the review says when a rollout leaves the pair deaf to each other (a VRRP transport or version change)"),
     Mutant("review-misses-secret-changes", "components/stack_diff.py",
            '"encrypted-" + hashlib.sha256(str(value["secure"]).encode()).hexdigest()[:16]', '"encrypted-stand-in"',
            "a changed secret shows as a rollout in the review"),
@@ -218,6 +221,7 @@ GUARDS = {
     "drill-client-waits-for-its-requests": "tests/test_lab_tools.py::test_the_drills_client_resolves_an_outage_to_its_interval_not_its_timeout",
     "drill-outage-split-by-a-late-failure": "tests/test_lab_tools.py::test_a_request_in_flight_at_the_fault_that_fails_late_does_not_split_the_outage",
     "review-shows-hashes": "tests/test_stack_diff.py::test_a_new_stats_password_rolls_out_without_showing_it",
+    "review-silent-on-a-deaf-rollout": "tests/test_stack_diff.py::test_a_switch_to_multicast_says_the_pair_is_deaf_between_the_two_rollouts",
     "review-misses-secret-changes": "tests/test_stack_diff.py::test_a_new_stats_password_rolls_out_without_showing_it",
 }
 

@@ -178,6 +178,23 @@ def test_a_port_change_rolls_out_firewall_and_haproxy_only_on_the_load_balancers
     assert re.search(r"^-\s+bind 192\.168\.10\.3:80\b", received, re.M)
     assert re.search(r"^\+\s+bind 192\.168\.10\.3:8081\b", received, re.M)
     assert "web01" not in received
+    assert "do not hear each other" not in out
+
+
+def test_a_switch_to_multicast_says_the_pair_is_deaf_between_the_two_rollouts(repo):
+    """keepalived drops an advert of the other transport: between lb01's and lb02's rollout both hold the VIP."""
+    repo.set_config("vrrp", {"unicast": False})
+    code, out, _ = repo.diff("--base", "HEAD")
+    assert code == CHANGES
+    assert ('> VRRP changes how the load balancers speak (transport "unicast" → "multicast"): keepalived drops '
+            "the other's adverts until both have it, so from lb01's rollout until lb02's the two do not hear each "
+            "other and both hold the VIP.") in out
+    assert "keepalived reloaded" in plan_items(out)["lb02"]
+    # What both keep hearing through: a hold-down change is no such change.
+    repo.commit("multicast")
+    repo.set_config("vrrp", {"unicast": False, "preemptDelay": 8})
+    code, out, _ = repo.diff("--base", "HEAD")
+    assert code == CHANGES and "do not hear each other" not in out
 
 
 def test_a_new_base_image_rebuilds_every_vm_and_says_why(repo):
