@@ -41,6 +41,7 @@ from components.lab_access import Ssh, VipHolders, VipPoller, holds_vip, http_ge
 from tests.e2e.guest import tls_peer_common_name
 from tests.e2e.guest_cpu import CpuInterval, GuestCpu, format_intervals
 from tests.e2e.image_server import ImageServer
+from tests.e2e.vrrp_capture import VrrpCapture
 from tests.engine import build
 from tests.engine.stack import PROJECT_ROOT, EngineStack
 
@@ -980,24 +981,9 @@ def test_the_fast_profile_holds_still_under_load_and_fails_over_within_its_promi
     conf = e2e.ssh.run(lb01, "sudo -n cat /etc/keepalived/keepalived.conf").stdout
     assert "vrrp_version 3" in conf and "advert_int 0.1\n" in conf, conf
     e2e.wait_vip_on("lb01", limit=60)
-    soak = promises.FAST_PROFILE_SOAK_SECONDS
-    holders = _vip_watch(e2e, limit=soak + 240)
+    holders = _vip_watch(e2e, limit=promises.FAST_PROFILE_SOAK_SECONDS + 240)
     try:
-        soak_from = e2e.ssh.run(lb01, "date +%s").stdout.strip()
-        with VipPoller(e2e.vip, e2e.settings.http_port, interval=CLIENT_INTERVAL, timeout=0.25,
-                       limit=soak + 5) as soaked:
-            t_soak = time.monotonic()
-            time.sleep(soak)
-        moved = holders.changes(t_soak)
-        faults = {name: e2e.ssh.run(e2e.lb(name), f"sudo -n journalctl -u keepalived --since @{soak_from} --no-pager "
-                                                  "-o short-precise | grep -i fault || true", timeout=60).stdout
-                  for name in ("lb01", "lb02")}
-        note(f"fast profile, soak of {soak} s under the client", f"{len(moved)} VIP moves over "
-             f"{holders.samples('lb01')}+{holders.samples('lb02')} reports; {_client_outage(soaked, t_soak)}; "
-             f"keepalived's FAULT lines: {sum(len(v.splitlines()) for v in faults.values())}")
-        figures.record("fast profile soak: VIP moves", len(moved), unit="moves")
-        assert not moved, moved
-        assert faults == {"lb01": "", "lb02": ""}, faults
+        _soak_without_a_move(e2e, holders, promises.FAST_PROFILE_SOAK_SECONDS, "fast profile")
 
         with VipPoller(e2e.vip, e2e.settings.http_port, interval=CLIENT_INTERVAL, timeout=0.25, limit=200) as poller:
             time.sleep(1)
@@ -1028,6 +1014,61 @@ def test_the_fast_profile_holds_still_under_load_and_fails_over_within_its_promi
     assert http_get(e2e.vip, e2e.settings.http_port)[0] == 200
 
 
+def _soak_without_a_move(e2e: E2ELab, holders: VipHolders, soak: int, label: str) -> None:
+    """`soak` seconds under the test's client: no VIP move, and no state change in either load balancer's keepalived
+    journal (a FAULT, or a backup that stops hearing the master and becomes one). Both journals are printed if not."""
+    soak_from = int(e2e.ssh.run(e2e.lb("lb01"), "date +%s").stdout.strip())
+    with VipPoller(e2e.vip, e2e.settings.http_port, interval=CLIENT_INTERVAL, timeout=0.25, limit=soak + 5) as soaked:
+        t_soak = time.monotonic()
+        time.sleep(soak)
+    moved = holders.changes(t_soak)
+    # The soak's own span only: reading a journal over SSH keeps an emulated master busy enough to delay its
+    # fast-profile adverts (tests/e2e/vrrp_capture.py), and what that causes is not the soak's.
+    journals = {name: e2e.ssh.run(e2e.lb(name), f"sudo -n journalctl -u keepalived --since @{soak_from} "
+                                                f"--until @{soak_from + soak} --no-pager -o short-precise",
+                                  timeout=60).stdout for name in ("lb01", "lb02")}
+    changes = {name: [line for line in journal.splitlines() if re.search(r"Entering \w+ STATE|FAULT", line)]
+               for name, journal in journals.items()}
+    note(f"{label}, soak of {soak} s under the client", f"{len(moved)} VIP moves over "
+         f"{holders.samples('lb01')}+{holders.samples('lb02')} reports; {_client_outage(soaked, t_soak)}; "
+         f"keepalived state changes: {sum(map(len, changes.values()))}")
+    figures.record(f"{label} soak: VIP moves", len(moved), unit="moves")
+    if moved or any(changes.values()):
+        for name, journal in journals.items():
+            print(f"[e2e] {name}'s keepalived during the soak:\n{journal[-8000:]}", flush=True)
+    assert not moved, moved
+    assert changes == {"lb01": [], "lb02": []}, changes
+
+
+def _frontend_bridge(e2e: E2ELab) -> str:
+    """The host's bridge of the lab's frontend network (libvirt picks its name)."""
+    info = subprocess.run(["virsh", "-c", libvirt_daemon.URI, "net-info", f"{e2e.settings.lab_name}-frontend"],
+                          capture_output=True, text=True, check=True).stdout
+    return re.search(r"^Bridge:\s+(\S+)", info, re.M).group(1)
+
+
+def _advertised_by_lb01_alone(e2e: E2ELab, seconds: float, label: str) -> None:
+    """One master, seen from the host without touching the guests: for `seconds` under the test's client, the
+    frontend bridge carries adverts from lb01 only, never further apart than the backup's master-down interval
+    (a backup that took over, even for a moment, advertises too). The fast profile's master-down interval is
+    0.4 s, and on these emulated guests an SSH command on the master (the status view) delays its adverts by up
+    to 0.55 s: the status view would cause what it looks for (tests/e2e/vrrp_capture.py)."""
+    lb01 = e2e.address("lb01")
+    with VrrpCapture(_frontend_bridge(e2e), limit=seconds + 30) as capture, \
+            VipPoller(e2e.vip, e2e.settings.http_port, interval=CLIENT_INTERVAL, timeout=0.25, limit=seconds + 5) as client:
+        since = time.time()
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        until = time.time()
+    senders = capture.senders(since, until)
+    silence = capture.longest_silence(lb01, since, until)
+    note(f"{label}: VRRP adverts on the frontend bridge over {seconds} s", f"{senders}; lb01's longest silence "
+         f"{silence:.2f} s; {_client_outage(client, t0)}")
+    figures.record(f"{label}: lb01's longest advert silence", silence)
+    assert set(senders) == {lb01}, senders
+    assert silence < e2e.settings.vrrp.master_down_interval, silence
+
+
 def _one_holder(e2e: E2ELab, mode: str) -> None:
     """The status view finds lb01 alone holding the VIP, MASTER, lb02 BACKUP: no split brain."""
     e2e.wait_vip_on("lb01", limit=60)
@@ -1047,8 +1088,10 @@ def test_multicast_vrrp_as_in_the_reference_plan_elects_one_holder_fails_over_an
         e2e, tmp_path):
     """VRRP adverts to 224.0.0.18 (`vrrp.unicast: false`) across libvirt's bridge with the reference plan's classic
     timing: switched in place (no worse than a lost node), one holder; a config-only rollout loses no request; a
-    HAProxy failover and failback within the VMs' bounds. (With the fast profile, lb02 went on changing state after
-    the switch, once still 50 s after it: docs/failover.md.)"""
+    HAProxy failover and failback within the VMs' bounds. Then the fast profile with multicast: one master (seen in
+    the adverts on the bridge, not over SSH: docs/failover.md), a soak under the client without a VIP move or a
+    keepalived state change, and a config-only rollout: without a failed request while lb01 kept its adverts' schedule,
+    no worse than a lost node where it did not (open on these emulated guests: docs/failover.md)."""
     reference = {**e2e.config, "vrrp": {"unicast": False}}
     _, seconds, switched = _apply_under_requests(e2e, reference, limit=900)
     note("vrrp.unicast true -> false rolled out in place", f"{seconds:.0f} s; {switched}")
@@ -1076,6 +1119,38 @@ def test_multicast_vrrp_as_in_the_reference_plan_elects_one_holder_fails_over_an
     assert drill["outage"] <= promises.VM_RESIGNATION_OUTAGE, drill
     assert drill["failback_outage"] <= promises.VM_FAILBACK_OUTAGE, drill
     assert drill["vip_back_after"] - drill["took_over_after"] <= promises.FAILBACK_SECONDS["classic"], drill
+
+    # The fast profile with multicast: one holder once both have switched, then a soak without a move or a state change.
+    fast = {**reference, "vrrp": {**reference["vrrp"], "profile": "fast"}}
+    _, seconds, switched = _apply_under_requests(e2e, fast, limit=900)
+    note("vrrp.profile classic -> fast with multicast VRRP, in place", f"{seconds:.0f} s; {switched}")
+    assert switched.longest <= NODE_LOSS_OUTAGE, switched
+    e2e.wait_vip_on("lb01", limit=60)
+    _advertised_by_lb01_alone(e2e, 60, "fast profile, multicast")
+    holders = _vip_watch(e2e, limit=promises.FAST_PROFILE_SOAK_SECONDS + 240)
+    try:
+        _soak_without_a_move(e2e, holders, promises.FAST_PROFILE_SOAK_SECONDS, "fast profile, multicast")
+    finally:
+        holders.stop()
+
+    # A config-only rollout with the fast profile, its adverts watched from the host: on these emulated guests the
+    # master's own rollout can hold its adverts back past the backup's 0.4 s (docs/failover.md, open).
+    changed = {**fast, "statsPassword": "a-fast-stats-password", "vrrp": {**fast["vrrp"], "preemptDelay": 4}}
+    with VrrpCapture(_frontend_bridge(e2e), limit=600) as capture:
+        since = time.time()
+        _, seconds, rolled = _apply_under_requests(e2e, changed, limit=600, timeout=1.0)
+        until = time.time()
+    senders = capture.senders(since, until)
+    silence = capture.longest_silence(e2e.address("lb01"), since, until)
+    note("day-2 `pulumi up` with the fast profile over multicast (hold-down, stats password; in place)",
+         f"{seconds:.0f} s; {rolled}; adverts on the bridge {senders}, lb01's longest silence {silence:.2f} s")
+    figures.record("day-2 rollout (fast, multicast): failed requests", rolled.failed, unit="requests")
+    figures.record("day-2 rollout (fast, multicast): lb01's longest advert silence", silence)
+    if e2e.address("lb02") not in senders:
+        assert rolled.failed == 0, rolled  # the master kept its schedule: a rollout loses nothing
+    assert rolled.longest <= NODE_LOSS_OUTAGE, rolled  # a lapse of the master's adverts: no worse than a lost node
+    e2e.wait_vip_on("lb01", limit=60)
+    _advertised_by_lb01_alone(e2e, 30, "fast profile, multicast, after a rollout")
 
 
 # ---------------------------------------------------------------------------------------------

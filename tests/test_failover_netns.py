@@ -353,18 +353,20 @@ def test_rollout_applies_a_valid_change_one_lb_at_a_time_with_zero_failed_reques
 def test_a_rollout_from_unicast_to_multicast_vrrp_leaves_one_holder(lab):
     """`vrrp.unicast: false` (with the fast profile) rolled out as `pulumi up` orders it, the higher priority first
     (components/lab.py): while only the primary speaks multicast, its peer hears nothing and is a second master;
-    once both speak it, the primary alone holds the VIP, within a lost node's promise."""
+    once both speak it, the primary alone holds the VIP, within a lost node's promise, and the secondary never
+    takes it again while watched (on the VMs a lapse came back every 13-15 s)."""
     changed = lab_config("rollout-to-multicast", vrrp={"unicast": False, "profile": "fast"})
     scripts = rollout_scripts(changed)
     with VipWatch(lab) as watch:
         roll_out(lab, scripts, [lab.primary, lab.secondary])
         rolled_out = time.time()
         bound = promises.FAILOVER_SECONDS["link or node lost"]["classic"]
-        time.sleep(bound + 5)
+        time.sleep(bound + 45)
     holders = {lb: [(start - rolled_out, end and end - rolled_out) for start, end in spans]
                for lb, spans in watch.intervals().items()}
-    assert lab.vip_holders() == [lab.primary], (holders, lab.keepalived_log(lab.primary)[-3000:],
-                                               lab.keepalived_log(lab.secondary)[-3000:])
+    logs = (lab.keepalived_log(lab.primary)[-3000:], lab.keepalived_log(lab.secondary)[-3000:])
+    assert lab.vip_holders() == [lab.primary], (holders, *logs)
+    assert not [span for span in holders.get(lab.secondary, []) if span[0] > bound], (holders, *logs)
 
 
 @variants("rollout")

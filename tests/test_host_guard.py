@@ -4,7 +4,8 @@ namespaces: a switch namespace holding the bridge (with `net.bridge.bridge-nf-ca
 and the guard, two lab hosts and one outside the lab plugged into it.
 
 What the guard must let through is the lab's own traffic, VRRP's multicast adverts included (without them both
-load balancers stay MASTER); what it must stop is anything leaving the lab, other multicast included."""
+load balancers stay MASTER); what it must stop is anything leaving the lab, other multicast included. On the same
+bridge, the VM test's passive VRRP watch (tests/e2e/vrrp_capture.py) sees each advert by its sender."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 from tests.conftest import require_root, require_tools
 from tests.e2e import host_guard
+from tests.e2e.vrrp_capture import VrrpCapture
 
 LAB_NETWORKS = ("10.213.10.0/24", "10.213.80.0/24")
 SENDER, RECEIVER, OUTSIDE = "10.213.10.4", "10.213.10.2", "198.51.100.9"
@@ -130,3 +133,14 @@ def test_nothing_else_leaves_the_lab(bridge):
     # A host outside the lab networks on the same wire gets neither the unicast sent to it nor the other multicast.
     # (VRRP's adverts go to whatever is on a lab bridge: on libvirt's, the lab's own guests and the host.)
     assert {packet for packet in arrived(bridge, "outside", OUTSIDE) if not packet.startswith("vrrp ")} == set()
+
+
+def test_the_vm_tests_vrrp_watch_counts_each_advert_by_its_sender(bridge):
+    require_tools("tcpdump")
+    with VrrpCapture("br0", limit=30, netns=bridge["switch"]) as capture:
+        since = time.time()
+        sh("ip", "netns", "exec", bridge["sender"], sys.executable, "-c", SEND, SENDER, RECEIVER)
+        time.sleep(1)
+        until = time.time()
+    assert capture.senders(since, until) == {SENDER: 3}
+    assert capture.longest_silence(RECEIVER, since, until) == until - since  # the receiver never advertised
