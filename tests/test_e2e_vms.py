@@ -1089,8 +1089,7 @@ def test_multicast_vrrp_as_in_the_reference_plan_elects_one_holder_fails_over_an
     """VRRP adverts to 224.0.0.18 (`vrrp.unicast: false`) across libvirt's bridge with the reference plan's classic
     timing: switched in place (no worse than a lost node), one holder; a config-only rollout loses no request; a
     HAProxy failover and failback within the VMs' bounds. Then the fast profile with multicast: one master (seen in
-    the adverts on the bridge, not over SSH: docs/failover.md), a soak under the client without a VIP move or a
-    keepalived state change, and a config-only rollout: without a failed request while lb01 kept its adverts' schedule,
+    the adverts on the bridge, not over SSH, for 90 s under the client: docs/failover.md), and a config-only rollout: without a failed request while lb01 kept its adverts' schedule,
     no worse than a lost node where it did not (open on these emulated guests: docs/failover.md)."""
     reference = {**e2e.config, "vrrp": {"unicast": False}}
     _, seconds, switched = _apply_under_requests(e2e, reference, limit=900)
@@ -1126,12 +1125,8 @@ def test_multicast_vrrp_as_in_the_reference_plan_elects_one_holder_fails_over_an
     note("vrrp.profile classic -> fast with multicast VRRP, in place", f"{seconds:.0f} s; {switched}")
     assert switched.longest <= NODE_LOSS_OUTAGE, switched
     e2e.wait_vip_on("lb01", limit=60)
-    _advertised_by_lb01_alone(e2e, 60, "fast profile, multicast")
-    holders = _vip_watch(e2e, limit=promises.FAST_PROFILE_SOAK_SECONDS + 240)
-    try:
-        _soak_without_a_move(e2e, holders, promises.FAST_PROFILE_SOAK_SECONDS, "fast profile, multicast")
-    finally:
-        holders.stop()
+    # The soak with the fast profile is the unicast test's; here the adverts themselves are watched for as long.
+    _advertised_by_lb01_alone(e2e, 90, "fast profile, multicast")
 
     # A config-only rollout with the fast profile, its adverts watched from the host: on these emulated guests the
     # master's own rollout can hold its adverts back past the backup's 0.4 s (docs/failover.md, open).
