@@ -21,19 +21,18 @@ from typing import Optional
 
 # tcpdump 4.99 (Debian 12), e.g.
 # "1796659271.641359 IP 10.213.10.4 > 224.0.0.18: VRRPv3, Advertisement, vrid 1, prio 254, intvl 10cs, length 12"
-_ADVERT = re.compile(r"^(?P<at>\d+\.\d+) IP (?P<source>[\d.]+) > (?P<destination>[\d.]+): VRRPv\d, Advertisement\b")
+_ADVERT = re.compile(r"^(?P<at>\d+\.\d+) IP (?P<source>[\d.]+) > [\d.]+: VRRPv\d, Advertisement\b")
 
 
 @dataclass(frozen=True)
 class Advert:
     at: float  # the host's wall clock (tcpdump's -tt)
     source: str
-    destination: str
 
 
 def parse_advert(line: str) -> Optional[Advert]:
     match = _ADVERT.match(line)
-    return Advert(float(match["at"]), match["source"], match["destination"]) if match else None
+    return Advert(float(match["at"]), match["source"]) if match else None
 
 
 class VrrpCapture:
