@@ -79,6 +79,12 @@ NODE_LOSS_OUTAGE = promises.REBUILD_LONGEST_OUTAGE
 # (the CPU study, docs/failover.md); at 10 a second the same handovers were clean. An outage is
 # then resolved to 0.1 s.
 CLIENT_INTERVAL = 0.1
+# A config-only rollout's client waits this long for each answer. On these emulated guests `pulumi up`'s own bursts
+# (the engine's diff, the seed ISOs' replacement, its final state write) keep the host's two cores busy while a
+# guest's vCPU waits for one for up to 0.8 s: answers took up to 1.12 s though nothing was lost (the 1 s this
+# client waited before failed 2 of 473 in one cold CI run in five; docs/failover.md). What a rollout must not do is
+# refuse or reset a connection (that fails at once, whatever the wait) or move the VIP (the adverts are watched).
+ROLLOUT_CLIENT_TIMEOUT = 3.0
 
 
 def note(key: str, value: Any) -> None:
@@ -158,6 +164,8 @@ class E2ELab:
     def close(self) -> None:
         if self.left is not None:
             return
+        # The shared SSH connections first: a master whose guest is gone lingers on (ssh's ControlPersist).
+        self.ssh.forget_all([str(host.address) for host in lab_hosts(self.settings)])
         try:
             self.stack.destroy(on_output=lambda line: None)
         except Exception as error:  # noqa: BLE001 (reported by the teardown test)
@@ -595,6 +603,9 @@ def test_failover_when_haproxy_dies_on_the_master(e2e, tmp_path):
 
     e2e.wait_vip_on("lb01")
     holders = _vip_watch(e2e, limit=300)
+    restore = ("sudo -n rm -f /run/systemd/system/haproxy.service.d/e2e-no-restart.conf && "
+               "sudo -n systemctl daemon-reload && sudo -n systemctl start haproxy.service")
+    restored = False
     try:
         # A request every CLIENT_INTERVAL, each on its own (0.25 s timeout): the outage is resolved to that.
         with VipPoller(e2e.vip, e2e.settings.http_port, interval=CLIENT_INTERVAL, timeout=0.25, limit=300,
@@ -627,10 +638,11 @@ def test_failover_when_haproxy_dies_on_the_master(e2e, tmp_path):
                  f"lb02 took the VIP {moved - t1:.2f} s after the kill was issued, {gap}")
             print(timeline(poller, holders, t1), flush=True)
             # Event-driven (vrrp_track_process): lb01 resigns at once and lb02 waits only its skew time; the
-            # polled check alone needs two failed checks 2 s apart: this bound tells the two paths apart.
-            assert first is not None
-            figures.record("HAProxy killed and kept dead: outage", poller.outage(first))
-            assert poller.outage(first) <= promises.VM_RESIGNATION_OUTAGE
+            # polled check alone needs two failed checks 2 s apart: this bound tells the two paths apart. No failed
+            # request at all is the best case (lb02 took over within milliseconds of HAProxy's death).
+            outage = 0.0 if first is None else poller.outage(first)
+            figures.record("HAProxy killed and kept dead: outage", outage)
+            assert outage <= promises.VM_RESIGNATION_OUTAGE
 
             # The status view says so, and exits 2; the VRRP state metric shows the failover.
             shown = _lab_tool(e2e, "status", timeout=120)
@@ -645,9 +657,8 @@ def test_failover_when_haproxy_dies_on_the_master(e2e, tmp_path):
             assert refused.returncode == 1 and "drill refused: the lab is UNHEALTHY" in refused.stdout, refused
 
             # 3. HAProxy back: with preempt lb01 takes the VIP back.
-            restore = ("sudo -n rm -f /run/systemd/system/haproxy.service.d/e2e-no-restart.conf && "
-                       "sudo -n systemctl daemon-reload && sudo -n systemctl start haproxy.service")
             assert e2e.ssh.run(lb01, restore).returncode == 0
+            restored = True
             t2 = time.monotonic()  # the repair is done: `systemctl start` returned with HAProxy ready
             # Watched by the events alone: polling the guests over SSH would load the one taking the VIP.
             deadline = t2 + 60
@@ -665,6 +676,8 @@ def test_failover_when_haproxy_dies_on_the_master(e2e, tmp_path):
             assert poller.longest_outage(t2) <= promises.VM_FAILBACK_OUTAGE
     finally:
         holders.stop()
+        if not restored:  # the tests after this one share the lab: leave it healthy whatever failed here
+            e2e.ssh.run(lb01, restore)
     double = holders.longest_double_hold()
     note("both LBs held the VIP at once, longest (ip monitor events, host arrival stamps)",
          f"{double:.2f} s over {holders.samples('lb01')}+{holders.samples('lb02')} reports")
@@ -856,6 +869,28 @@ def _apply_under_requests(e2e: E2ELab, config: dict[str, Any], limit: float,
     return lines, seconds, outage
 
 
+@dataclass(frozen=True)
+class WatchedRollout:
+    lines: list[str]  # the engine's output
+    outage: Outage  # what the client saw (each request waiting ROLLOUT_CLIENT_TIMEOUT)
+    senders: dict[str, int]  # adverts seen on the frontend bridge, per sender
+    silence: float  # lb01's longest time without an advert (s)
+
+
+def _rollout_watched(e2e: E2ELab, config: dict[str, Any], label: str) -> WatchedRollout:
+    """A config-only `pulumi up` under the client, the VRRP adverts on the frontend bridge watched from the host
+    (a backup that takes over, even for a moment, advertises)."""
+    with VrrpCapture(_frontend_bridge(e2e), limit=600) as capture:
+        since = time.time()
+        lines, seconds, outage = _apply_under_requests(e2e, config, limit=600, timeout=ROLLOUT_CLIENT_TIMEOUT)
+        until = time.time()
+    rollout = WatchedRollout(lines, outage, capture.senders(since, until),
+                             capture.longest_silence(e2e.address("lb01"), since, until))
+    note(label, f"{seconds:.0f} s; {outage}; adverts on the bridge {rollout.senders}, lb01's longest silence "
+                f"{rollout.silence:.2f} s")
+    return rollout
+
+
 def _replaced(lines: list[str]) -> set[str]:
     """Names of the resources `pulumi preview --diff` or `pulumi up` reports as replaced: in a preview, an
     op line `+-TYPE: (replace)` then the resource's `[urn=...::NAME]`; in an update, `+- TYPE NAME replac...`."""
@@ -882,8 +917,8 @@ def test_day2_config_change_previews_as_text_and_rolls_out_without_a_failed_requ
     # The seed ISOs cannot be rewritten: the provider replaces them (the running domains ignore that).
     assert {"lb01-cloud-init", "lb02-cloud-init"} <= replaced, replaced
     e2e.wait_vip_on("lb01")
-    # A request answered within a second was served; a dropped connection costs a SYN retry (1 s) or fails.
-    lines, seconds, outage = _apply_under_requests(e2e, changed, limit=600, timeout=1.0)
+    rollout = _rollout_watched(e2e, changed, "day-2 `pulumi up` (VRRP hold-down, stats password; rolled out in place)")
+    lines, outage = rollout.lines, rollout.outage
     updated = {m.group(2) for m in (re.match(r"^\s*~\s+(\S+)\s+(\S+)\s+updated", l) for l in lines) if m}
     assert {"lb01-config-rollout", "lb02-config-rollout"} <= updated, lines[-40:]
     assert "vip-check" in _replaced(lines) or "vip-check" in created_seconds(lines), "the VIP check did not re-run"
@@ -892,10 +927,10 @@ def test_day2_config_change_previews_as_text_and_rolls_out_without_a_failed_requ
     status, _ = http_get(e2e.vip, e2e.settings.stats_port, e2e.settings.stats_path,
                          auth=(e2e.settings.stats_user, "a-new-stats-password"))
     assert status == 200
-    note("day-2 `pulumi up` (VRRP hold-down, stats password; rolled out in place)", f"{seconds:.0f} s; {outage}")
     figures.record("day-2 rollout (classic): failed requests", outage.failed, unit="requests")
     figures.record("day-2 rollout (classic): slowest answer", outage.slowest)
     assert outage.failed == 0, outage
+    assert set(rollout.senders) == {e2e.address("lb01")}, rollout.senders  # the VIP never left lb01
 
 
 def test_a_config_haproxy_rejects_is_activated_nowhere(e2e):
@@ -1091,7 +1126,7 @@ def test_multicast_vrrp_as_in_the_reference_plan_elects_one_holder_fails_over_an
     HAProxy failover and failback within the VMs' bounds. Then the fast profile with multicast: one master (seen in
     the adverts on the bridge, not over SSH, for 90 s under the client: docs/failover.md), and a config-only
     rollout without a failed request while lb01 kept its adverts' schedule, no worse than a lost node where it did
-    not (open on these emulated guests: docs/failover.md)."""
+    not (on these emulated guests: docs/failover.md)."""
     reference = {**e2e.config, "vrrp": {"unicast": False}}
     _, seconds, switched = _apply_under_requests(e2e, reference, limit=900)
     note("vrrp.unicast true -> false rolled out in place", f"{seconds:.0f} s; {switched}")
@@ -1106,11 +1141,11 @@ def test_multicast_vrrp_as_in_the_reference_plan_elects_one_holder_fails_over_an
     changed = {**reference, "statsPassword": "a-multicast-stats-password",
                "vrrp": {**reference["vrrp"], "preemptDelay": 8}}
     e2e.wait_vip_on("lb01", limit=60)
-    _, seconds, rolled = _apply_under_requests(e2e, changed, limit=600, timeout=1.0)
-    note("day-2 `pulumi up` with multicast VRRP (hold-down, stats password; in place)", f"{seconds:.0f} s; {rolled}")
-    figures.record("day-2 rollout (multicast): failed requests", rolled.failed, unit="requests")
-    figures.record("day-2 rollout (multicast): slowest answer", rolled.slowest)
-    assert rolled.failed == 0, rolled
+    rollout = _rollout_watched(e2e, changed, "day-2 `pulumi up` with multicast VRRP (hold-down, stats password; in place)")
+    figures.record("day-2 rollout (multicast): failed requests", rollout.outage.failed, unit="requests")
+    figures.record("day-2 rollout (multicast): slowest answer", rollout.outage.slowest)
+    assert rollout.outage.failed == 0, rollout.outage
+    assert set(rollout.senders) == {e2e.address("lb01")}, rollout.senders  # the VIP never left lb01
     _one_holder(e2e, "multicast, after a rollout")
 
     drill = _watched_drill(e2e, "haproxy", tmp_path, promises.VM_RESIGNATION_OUTAGE)
@@ -1129,22 +1164,18 @@ def test_multicast_vrrp_as_in_the_reference_plan_elects_one_holder_fails_over_an
     # The soak with the fast profile is the unicast test's; here the adverts themselves are watched for as long.
     _advertised_by_lb01_alone(e2e, 90, "fast profile, multicast")
 
-    # A config-only rollout with the fast profile, its adverts watched from the host: on these emulated guests the
-    # master's own rollout can hold its adverts back past the backup's 0.4 s (docs/failover.md, open).
+    # A config-only rollout with the fast profile: on these emulated guests the lab's own work can hold the master's
+    # adverts back past the backup's 0.4 s, and then the backup takes the VIP for a moment (3 of 13 rollouts,
+    # docs/failover.md).
     changed = {**fast, "statsPassword": "a-fast-stats-password", "vrrp": {**fast["vrrp"], "preemptDelay": 4}}
-    with VrrpCapture(_frontend_bridge(e2e), limit=600) as capture:
-        since = time.time()
-        _, seconds, rolled = _apply_under_requests(e2e, changed, limit=600, timeout=1.0)
-        until = time.time()
-    senders = capture.senders(since, until)
-    silence = capture.longest_silence(e2e.address("lb01"), since, until)
-    note("day-2 `pulumi up` with the fast profile over multicast (hold-down, stats password; in place)",
-         f"{seconds:.0f} s; {rolled}; adverts on the bridge {senders}, lb01's longest silence {silence:.2f} s")
-    figures.record("day-2 rollout (fast, multicast): failed requests", rolled.failed, unit="requests")
-    figures.record("day-2 rollout (fast, multicast): lb01's longest advert silence", silence)
-    if e2e.address("lb02") not in senders:
-        assert rolled.failed == 0, rolled  # the master kept its schedule: a rollout loses nothing
-    assert rolled.longest <= NODE_LOSS_OUTAGE, rolled  # a lapse of the master's adverts: no worse than a lost node
+    rollout = _rollout_watched(e2e, changed, "day-2 `pulumi up` with the fast profile over multicast (hold-down, "
+                                             "stats password; in place)")
+    figures.record("day-2 rollout (fast, multicast): failed requests", rollout.outage.failed, unit="requests")
+    figures.record("day-2 rollout (fast, multicast): lb01's longest advert silence", rollout.silence)
+    if e2e.address("lb02") not in rollout.senders:
+        assert rollout.outage.failed == 0, rollout.outage  # the master kept its schedule: a rollout loses nothing
+    # A lapse of the master's adverts: no worse than a lost node.
+    assert rollout.outage.longest <= NODE_LOSS_OUTAGE, rollout.outage
     e2e.wait_vip_on("lb01", limit=60)
     _advertised_by_lb01_alone(e2e, 30, "fast profile, multicast, after a rollout")
 
