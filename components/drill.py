@@ -1,6 +1,6 @@
 """A failover drill against a lab the program built: break the master, watch, restore, report.
 
-    python -m components.drill [STACK] --fault haproxy|keepalived|link|reboot [--wait-healthy S]
+    python -m components.drill [STACK] --fault haproxy|keepalived|link|reboot|host [--wait-healthy S]
                                [--request-interval S] [--json FILE]
 
 Refuses unless `python -m components.status` finds the lab healthy (at once, or within --wait-healthy seconds). Then, with requests sent to the VIP from
@@ -13,6 +13,8 @@ balancer's VIP events followed over SSH, it breaks the load balancer holding the
   link        the frontend link taken down for --link-down seconds (the node restores it itself: SSH runs
               over that link)
   reboot      the node rebooted
+  host        the node's whole libvirt host lost: every VM of the lab there powered off at once (`virsh
+              destroy`, as a power cut), started again once the peer holds the VIP
 
 and waits until the lab is back in its original state: the master holds the VIP again (with preempt; without
 it the peer keeps it) and the status view finds the lab healthy; then it watches for one more hold-down
@@ -28,6 +30,7 @@ import argparse
 import json
 import pathlib
 import shlex
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -37,10 +40,14 @@ from .lab_access import Lab, LabAccessError, Ssh, VipHolders, VipPoller, holds_v
 from .settings import FRONTEND_INTERFACE
 from .status import LEVELS, OK, add_stack_arguments, format_status, lab_status, table_lines, with_lab
 
-FAULTS = ("haproxy", "keepalived", "link", "reboot")
+FAULTS = ("haproxy", "keepalived", "link", "reboot", "host")
+# Faults that cut the master's own VIP events off (its SSH streams die with it).
+SILENCING_FAULTS = ("link", "reboot", "host")
+# Faults after which the master's SSH connections are gone.
+LOSING_FAULTS = ("reboot", "host")
 # Upper bounds for a whole drill (fault, failover, repair, failback), chosen for emulated guests, where a
 # reboot takes about three minutes: the drill's client and VIP followers never run longer than this.
-TIME_LIMIT_SECONDS = {"haproxy": 180, "keepalived": 180, "link": 180, "reboot": 600}
+TIME_LIMIT_SECONDS = {"haproxy": 180, "keepalived": 180, "link": 180, "reboot": 600, "host": 600}
 # A request every 20 ms, each given 0.25 s, whether or not the earlier ones have answered: an outage is resolved
 # to 20 ms (a client that waited for its requests would resolve it only to the timeout). --request-interval sets
 # another rate: the client's own load counts on guests with little CPU (docs/failover.md).
@@ -108,9 +115,34 @@ def repair_command(fault: str) -> Optional[str]:
     return None
 
 
+def virsh(uri: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=120)
+
+
+def host_fault(lab: Lab, master: str, run=virsh) -> tuple[str, list[str]]:
+    """Power off every VM of the lab on the master's libvirt host: (the host, the domains stopped)."""
+    lb = next(lb for lb in lab.settings.load_balancers if lb.name == master)
+    host = lab.settings.host(lb.host)
+    domains = [lab.settings.domain_name(vm) for vm in lab.settings.machines_on(host.name)]
+    for domain in domains:
+        result = run(host.uri, "destroy", domain)
+        if result.returncode != 0:
+            raise LabAccessError(f"`virsh -c {host.uri} destroy {domain}` failed: {result.stderr.strip()}")
+    return host.name, domains
+
+
+def host_repair(lab: Lab, host: str, domains: list[str], run=virsh) -> None:
+    """The host is back: its VMs start again (as autostart would start them at its boot)."""
+    uri = lab.settings.host(host).uri
+    for domain in domains:
+        result = run(uri, "start", domain)
+        if result.returncode != 0 and "already active" not in result.stderr:
+            raise LabAccessError(f"`virsh -c {uri} start {domain}` failed: {result.stderr.strip()}")
+
+
 def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DOWN_SECONDS,
               wait_healthy: float = 0, request_interval: float = REQUEST_INTERVAL_SECONDS,
-              log=print) -> tuple[Optional[DrillResult], int]:
+              log=print, run=virsh) -> tuple[Optional[DrillResult], int]:
     """(result, exit status). The result is None when the drill refused to start (the lab not healthy, after
     waiting up to `wait_healthy` s for it)."""
     waited_until = time.monotonic() + wait_healthy
@@ -124,6 +156,11 @@ def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DO
         return None, REFUSED
     master = before.holder
     peer = next(name for name in lab.load_balancers if name != master)
+    placement = {lb.name: lb.host for lb in lab.settings.load_balancers}
+    if fault == "host" and placement[master] == placement[peer]:
+        log(f"drill refused: {master} and {peer} share the libvirt host {placement[master]!r}; losing it takes both "
+            "(the host fault needs the pair on two hosts: the `hosts` setting)")
+        return None, REFUSED
     settle = max(MIN_SETTLE_SECONDS, lab.settings.vrrp.preempt_delay)
     limit = TIME_LIMIT_SECONDS[fault] + (link_down if fault == "link" else 0) + settle
     holders = VipHolders(ssh, lab.load_balancers, lab.vip, FRONTEND_INTERFACE, limit=int(limit) + 30)
@@ -136,16 +173,26 @@ def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DO
             time.sleep(2)  # a baseline of good answers
             started = time.monotonic()
             log(f"drill: {fault} on {master} (the VIP holder); {peer} should take over")
-            result = ssh.run(lab.load_balancers[master], fault_command(fault, link_down), timeout=30)
-            if fault == "reboot":
-                ssh.forget(lab.load_balancers[master])
-            elif result.returncode != 0:
-                raise LabAccessError(f"the fault command failed on {master}: {result.stderr.strip()}")
+            lost_host, lost = "", []
+            if fault == "host":
+                lost_host, lost = host_fault(lab, master, run)
+                log(f"drill: host {lost_host} lost: {', '.join(lost)} powered off")
+            else:
+                result = ssh.run(lab.load_balancers[master], fault_command(fault, link_down), timeout=30)
+                if fault != "reboot" and result.returncode != 0:
+                    raise LabAccessError(f"the fault command failed on {master}: {result.stderr.strip()}")
+            if fault in LOSING_FAULTS:
+                for guest in lab.hosts:
+                    if lab.settings.domain_name(guest.name) in lost or guest.name == master:
+                        ssh.forget(str(guest.address))
             deadline = started + limit
             wait_until(lambda: holders.first_held(peer, started) is not None, TAKEOVER_WAIT_SECONDS, 0.1)
             repair = repair_command(fault)
-            if repair:  # whether or not the peer took over: the drill never leaves a node broken
+            # Whether or not the peer took over: the drill never leaves a node broken.
+            if repair:
                 ssh.run(lab.load_balancers[master], repair, timeout=60)
+            if lost:
+                host_repair(lab, lost_host, lost, run)
             preempt = lab.settings.vrrp.preempt
             vip_back_seen = _wait_for_the_master(lab, ssh, holders, master, deadline) if preempt else None
             time.sleep(settle)
@@ -174,7 +221,7 @@ def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DO
             failback_failed=None if vip_back is None else len(poller.failures(vip_back - 1.0)),
             holders_seen=(master, *[name for _, name in moves]),
             # The master's own VIP events cannot reach this host while its link is down or it reboots.
-            both_held=None if fault in ("link", "reboot") else holders.longest_double_hold(started),
+            both_held=None if fault in SILENCING_FAULTS else holders.longest_double_hold(started),
             back_after=back_after, vip_back_after=None if vip_back is None else vip_back - started,
             failback_outage=None if vip_back is None else poller.longest_outage(vip_back - 1.0),
             failures=tuple((round(s.at - started, 3), s.detail) for s in poller.failures(started)),

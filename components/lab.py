@@ -20,13 +20,14 @@ from .guest_scripts import load_balancer_rollout_script, readiness_script, rebui
 from .render import (
     CloudInit,
     Host,
+    Nic,
     load_balancer_host,
     render_host,
     scrape_targets,
     stats_password_hash,
     web_server_host,
 )
-from .settings import LabNetworkPlan, LabSettings, LoadBalancer
+from .settings import LabNetworkPlan, LabSettings, LibvirtHost, LoadBalancer
 
 PROJECT_DIR = pathlib.Path(__file__).resolve().parent.parent
 
@@ -41,7 +42,7 @@ class LabNetworkArgs:
 
 
 class LabNetwork(pulumi.ComponentResource):
-    """One libvirt network (frontend or backend) of the lab."""
+    """One libvirt network (frontend or backend) of the lab, on one host (networkMode nat or isolated)."""
 
     def __init__(self, name: str, args: LabNetworkArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TOKEN + "LabNetwork", name, None, opts)
@@ -55,7 +56,7 @@ class LabNetwork(pulumi.ComponentResource):
         )
         self.network_id = self.network.id
         self.register_outputs({"networkId": self.network.id, "cidr": str(args.plan.network),
-                               "gateway": str(args.plan.gateway)})
+                               "hostAddress": str(args.plan.host_address)})
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,28 @@ class LabStorage(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
+class Hypervisor:
+    """What one libvirt host holds for the VMs placed on it: the provider that reaches it, the lab's storage there
+    and the networks libvirt makes there (none on a bridged LAN, where NICs plug into the user's bridges)."""
+
+    host: LibvirtHost
+    provider: pulumi.ProviderResource
+    storage: LabStorage
+    networks: Mapping[str, LabNetwork]
+
+    def attach(self, settings: LabSettings, nic: Nic) -> libvirt.NicAttachment:
+        plan = settings.frontend if nic.network_role == settings.frontend.role else settings.backend
+        if plan.bridge is not None:
+            return libvirt.NicAttachment(nic.mac, bridge=plan.bridge)
+        return libvirt.NicAttachment(nic.mac, network_id=self.networks[nic.network_role].network_id)
+
+
+@dataclass(frozen=True)
 class VirtualMachineArgs:
     settings: LabSettings
     host: Host
     cloud_init: pulumi.Input[CloudInit]
-    storage: LabStorage
-    networks: Mapping[str, LabNetwork]
+    hypervisor: Hypervisor
     ssh_private_key: pulumi.Input[str]
     # Resources this VM waits for, also when it is replaced: the previous VM of its tier being ready,
     # so a rebuild never takes two of a tier down at once.
@@ -109,7 +126,7 @@ class VirtualMachine(pulumi.ComponentResource):
     def __init__(self, name: str, args: VirtualMachineArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TOKEN + "VirtualMachine", name, None, opts)
         s, host = args.settings, args.host
-        full_name = f"{s.lab_name}-{host.name}"
+        full_name = s.domain_name(host.name)
         cloud_init = pulumi.Output.from_input(args.cloud_init)
         build = rebuild_key(s, host)
         # Fixed libvirt names: a replacement must delete the old object before creating the new one.
@@ -123,8 +140,8 @@ class VirtualMachine(pulumi.ComponentResource):
         self.disk = libvirt.overlay_disk(
             f"{name}-disk",
             name=f"{full_name}-{build}.qcow2",
-            pool_name=args.storage.pool_name,
-            base_volume_id=args.storage.base_image.id,
+            pool_name=args.hypervisor.storage.pool_name,
+            base_volume_id=args.hypervisor.storage.base_image.id,
             size_gib=s.machine.disk_gib,
             opts=child,
         )
@@ -134,7 +151,7 @@ class VirtualMachine(pulumi.ComponentResource):
         self.cloud_init_disk = libvirt.cloud_init_disk(
             f"{name}-cloud-init",
             name=f"{full_name}-cloud-init.iso",
-            pool_name=args.storage.pool_name,
+            pool_name=args.hypervisor.storage.pool_name,
             user_data=cloud_init.apply(lambda c: c.user_data),
             meta_data=cloud_init.apply(lambda c: c.meta_data),
             network_config=cloud_init.apply(lambda c: c.network_config),
@@ -151,7 +168,7 @@ class VirtualMachine(pulumi.ComponentResource):
             memory_mib=s.machine.memory_mib,
             disk_id=self.disk.id,
             cloud_init_id=self.cloud_init_disk.id,
-            nics=[(args.networks[nic.network_role].network_id, nic.mac) for nic in host.nics],
+            nics=[args.hypervisor.attach(s, nic) for nic in host.nics],
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["cloudinit"])),
         )
         self.addresses = {nic.network_role: str(nic.address) for nic in host.nics}
@@ -175,8 +192,7 @@ class VirtualMachine(pulumi.ComponentResource):
 @dataclass(frozen=True)
 class TierArgs:
     settings: LabSettings
-    storage: LabStorage
-    networks: Mapping[str, LabNetwork]
+    hypervisors: Mapping[str, Hypervisor]  # by host name
     # What the guests are rendered from: the settings, plus a generated key's public half when there is one.
     render_settings: pulumi.Input[LabSettings]
     ssh_private_key: pulumi.Input[str]
@@ -188,11 +204,12 @@ def _rolling_machines(parent: pulumi.ComponentResource, args: TierArgs, hosts: S
     machines: dict[str, VirtualMachine] = {}
     previous: Optional[VirtualMachine] = None
     for host in hosts:
+        hypervisor = args.hypervisors[host.placement]
         vm = VirtualMachine(
             host.name,
-            VirtualMachineArgs(args.settings, host, cloud_init_of(host), args.storage, args.networks,
-                               args.ssh_private_key, after=[previous.ready] if previous else []),
-            pulumi.ResourceOptions(parent=parent),
+            VirtualMachineArgs(args.settings, host, cloud_init_of(host), hypervisor, args.ssh_private_key,
+                               after=[previous.ready] if previous else []),
+            pulumi.ResourceOptions(parent=parent, providers=[hypervisor.provider]),
         )
         machines[host.name] = previous = vm
     return machines
@@ -292,14 +309,9 @@ class Lab(pulumi.ComponentResource):
     def __init__(self, name: str, settings: LabSettings, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TOKEN + "Lab", name, None, opts)
         s = settings
-        # An explicit provider: its URI always comes from the settings (the provider has no default).
-        self.libvirt_provider = libvirt.provider("libvirt", uri=s.libvirt_uri, opts=pulumi.ResourceOptions(parent=self))
-        child = pulumi.ResourceOptions(parent=self, providers=[self.libvirt_provider])
-        self.networks = {
-            plan.role: LabNetwork(plan.role, LabNetworkArgs(s.lab_name, plan, s.network_mode), child)
-            for plan in (s.frontend, s.backend)
-        }
-        self.storage = LabStorage("storage", LabStorageArgs(s.lab_name, s.pool_path, s.base_image), child)
+        # An explicit provider per host: its URI always comes from the settings (the provider has no default).
+        self.hypervisors = {host.name: self._hypervisor(s, host) for host in s.hosts}
+        child = pulumi.ResourceOptions(parent=self)
 
         if s.stats_password is not None:
             self.stats_password: pulumi.Output[str] = pulumi.Output.secret(s.stats_password)
@@ -318,11 +330,11 @@ class Lab(pulumi.ComponentResource):
             render_settings = self.generated_ssh_key.public_key_openssh.apply(
                 lambda public: dataclasses.replace(s, ssh_public_keys=(*s.ssh_public_keys, public.strip())))
 
-        tier = TierArgs(s, self.storage, self.networks, render_settings, private_key)
+        tier = TierArgs(s, self.hypervisors, render_settings, private_key)
         self.web_tier = WebTier("web", tier, child)
         self.load_balancers = LoadBalancerPair(
             "lb",
-            LoadBalancerPairArgs(s, self.storage, self.networks, render_settings, private_key, self.stats_password,
+            LoadBalancerPairArgs(s, self.hypervisors, render_settings, private_key, self.stats_password,
                                  self.web_tier.ready),
             child,
         )
@@ -340,6 +352,7 @@ class Lab(pulumi.ComponentResource):
             "webServers": self.web_tier.addresses,
             "metrics": scrape_targets(s),
             "vrrp": s.vrrp.wire_terms,
+            "hosts": {host.name: {"uri": host.uri, "machines": list(s.machines_on(host.name))} for host in s.hosts},
         }
         if self.generated_ssh_key is not None:
             outputs["sshPrivateKey"] = pulumi.Output.secret(self.generated_ssh_key.private_key_openssh)
@@ -358,6 +371,20 @@ class Lab(pulumi.ComponentResource):
                        for key, value in outputs.items()}  # secret-ness carries over
         self.outputs = outputs
         self.register_outputs(self.outputs)
+
+
+    def _hypervisor(self, s: LabSettings, host: LibvirtHost) -> Hypervisor:
+        """A host's provider, storage and (in the libvirt modes) networks. With one host their names are the
+        plain ones; with several, each carries its host's name."""
+        suffix = f"-{host.name}" if len(s.hosts) > 1 else ""
+        provider = libvirt.provider(f"libvirt{suffix}", uri=host.uri, opts=pulumi.ResourceOptions(parent=self))
+        on_host = pulumi.ResourceOptions(parent=self, providers=[provider])
+        networks = {} if s.bridged else {
+            plan.role: LabNetwork(f"{plan.role}{suffix}", LabNetworkArgs(s.lab_name, plan, s.network_mode), on_host)
+            for plan in (s.frontend, s.backend)
+        }
+        storage = LabStorage(f"storage{suffix}", LabStorageArgs(s.lab_name, s.pool_path, s.base_image), on_host)
+        return Hypervisor(host, provider, storage, networks)
 
 
 def _url(scheme: str, host: str, port: int, default_port: int, path: str) -> str:

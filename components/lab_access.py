@@ -223,6 +223,13 @@ class VipPoller:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: Optional[threading.Thread] = None
 
+    @classmethod
+    def replayed(cls, samples: list[Sample], interval: float, timeout: float) -> "VipPoller":
+        """The figures of a client that ran elsewhere (another network namespace), from its samples."""
+        poller = cls("", 0, interval=interval, timeout=timeout)
+        poller._results.extend(samples)
+        return poller
+
     def __enter__(self) -> "VipPoller":
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()

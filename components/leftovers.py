@@ -1,9 +1,10 @@
 """Finds, and with --delete removes, the lab's libvirt objects that the Pulumi state does not own.
 
-    python -m components.leftovers --stack dev [--delete] [--uri qemu:///system]
+    python -m components.leftovers --stack dev [--delete] [--uri URI ...]
 
 After an interrupted `pulumi up` (Ctrl-C twice, a killed process, a lost host) the provider may have
-created an object whose creation never reached the state. It is not idempotent about it: the next create of
+created an object whose creation never reached the state. Every libvirt host of the stack is checked: the ones
+its state's providers reach and the ones its configuration names (or only those given with --uri). It is not idempotent about it: the next create of
 the same name fails ("storage volume ... exists already"), and `pulumi destroy` fails to delete the pool
 because its directory is not empty. This command lists every object named after the lab (domains,
 networks, the pool and the volumes in it, files in the pool's directory) that the stack's state
@@ -20,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
+from urllib.parse import urlsplit
 
 from .settings import PROJECT
 
@@ -37,20 +39,52 @@ class Leftover:
         return f"{self.kind} {self.name}" + (f" (pool {self.pool})" if self.pool else "")
 
 
-def owned_names(deployment: dict[str, Any]) -> tuple[set[str], Optional[str], Optional[str]]:
-    """(libvirt object names in state, the pool's name, its directory) from `pulumi stack export`."""
+@dataclass(frozen=True)
+class Owned:
+    """What the state holds on one libvirt host: object names, the lab's pool and its directory."""
+
+    names: frozenset[str]
+    pool: Optional[str]
+    pool_path: Optional[str]
+
+
+PROVIDER_TYPE = "pulumi:providers:libvirt"
+
+
+def _owned(resources: Iterable[dict[str, Any]]) -> Owned:
     names: set[str] = set()
     pool, pool_path = None, None
-    for resource in deployment.get("resources", []):
+    for resource in resources:
         if resource.get("type") not in LIBVIRT_TYPES:
             continue
         outputs = resource.get("outputs") or {}
         if outputs.get("name"):
             names.add(outputs["name"])
         if resource["type"] == "libvirt:index/pool:Pool":
-            pool = outputs.get("name")
-            pool_path = (outputs.get("target") or {}).get("path")
-    return names, pool, pool_path
+            pool, pool_path = outputs.get("name"), (outputs.get("target") or {}).get("path")
+    return Owned(frozenset(names), pool, pool_path)
+
+
+def owned_by_host(deployment: dict[str, Any]) -> dict[str, Owned]:
+    """Per libvirt URI (each resource's provider), what `pulumi stack export` holds there. A stack with several
+    hosts has a pool of the same name on each: which one is owned depends on the host."""
+    resources = deployment.get("resources", [])
+    uris = {f"{r['urn']}::{r.get('id', '')}": (r.get("inputs") or {}).get("uri")
+            for r in resources if r.get("type") == PROVIDER_TYPE and r.get("urn")}
+    return {uri: _owned(r for r in resources if uris.get(r.get("provider", "")) == uri)
+            for uri in dict.fromkeys(u for u in uris.values() if u)}
+
+
+def owned_names(deployment: dict[str, Any]) -> tuple[set[str], Optional[str], Optional[str]]:
+    """(libvirt object names in state, the pool's name, its directory) from `pulumi stack export`, whatever
+    the host."""
+    owned = _owned(deployment.get("resources", []))
+    return set(owned.names), owned.pool, owned.pool_path
+
+
+def is_local(uri: str) -> bool:
+    """A URI to this machine's libvirt: its pool directories are this machine's directories."""
+    return not urlsplit(uri).hostname
 
 
 def _virsh(uri: str, *args: str) -> list[str]:
@@ -85,7 +119,7 @@ def find(lab_name: str, owned: set[str], pool: Optional[str], pool_path: Optiona
             lines = virsh(uri, "vol-list", "--pool", lab_pool)[2:]  # below the header and its rule
             volumes = [line.split()[0] for line in lines if line.split()]
             return found + [Leftover("volume", v, lab_pool) for v in volumes if v not in owned]
-    if pool_path and pathlib.Path(pool_path).is_dir():
+    if pool_path and is_local(uri) and pathlib.Path(pool_path).is_dir():
         found += [Leftover("file", str(p)) for p in sorted(pathlib.Path(pool_path).iterdir()) if p.name not in owned]
     return found
 
@@ -126,21 +160,43 @@ def export_state(stack: str, pulumi: str = "pulumi") -> dict[str, Any]:
     return json.loads(result.stdout).get("deployment") or {}
 
 
+def configured_uris(stack: str, pulumi: str) -> list[str]:
+    """The libvirt hosts the stack's configuration names (`hosts`, else `libvirtUri`, else `libvirt:uri`, the
+    default ones), read as the program reads them."""
+    from .lab_access import LabAccessError, _pulumi, raw_config_from_cli
+    from .settings import SettingsError, load_user_settings
+
+    try:
+        entries = _pulumi(pulumi, None, "config", "--show-secrets", "--stack", stack) or {}
+        settings = load_user_settings(raw_config_from_cli(entries), stack=stack.split("/")[-1],
+                                      provider_uri=(entries.get("libvirt:uri") or {}).get("value"))
+    except (LabAccessError, SettingsError):
+        return []  # then the state's providers say where the lab is
+    return [host.uri for host in settings.hosts]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", required=True, help="the stack whose lab to check (names: ha-lb-STACK-*)")
-    parser.add_argument("--uri", default="qemu:///system", help="the libvirt connection (ha-lb:libvirtUri)")
+    parser.add_argument("--uri", action="append", help="a libvirt connection to check (repeatable; default: every "
+                        "host of the stack, from its state and its configuration)")
     parser.add_argument("--delete", action="store_true", help="delete what is found")
     parser.add_argument("--pulumi", default="pulumi", help="the Pulumi CLI to read the state with")
     args = parser.parse_args(argv)
-    owned, pool, pool_path = owned_names(export_state(args.stack, args.pulumi))
-    found = find(f"{PROJECT}-{args.stack}", owned, pool, pool_path, args.uri)
-    for item in found:
-        print(f"{'deleting' if args.delete else 'not in the state'}: {item}")
-    if args.delete:
-        delete(found, args.uri)
-    if not found:
-        print(f"nothing of {PROJECT}-{args.stack} outside the state")
+    by_host = owned_by_host(export_state(args.stack, args.pulumi))
+    uris = args.uri or list(dict.fromkeys([*by_host, *configured_uris(args.stack, args.pulumi)]))
+    lab = f"{PROJECT}-{args.stack.split('/')[-1]}"
+    total = 0
+    for uri in uris:
+        owned = by_host.get(uri, Owned(frozenset(), None, None))
+        found = find(lab, set(owned.names), owned.pool, owned.pool_path, uri)
+        for item in found:
+            print(f"{'deleting' if args.delete else 'not in the state'}: {item}" + (f" on {uri}" if len(uris) > 1 else ""))
+        if args.delete:
+            delete(found, uri)
+        total += len(found)
+    if not total:
+        print(f"nothing of {lab} outside the state" + (f" on {', '.join(uris)}" if len(uris) > 1 else ""))
     return 0
 
 

@@ -6,7 +6,8 @@ few functions means a move to another provider touches this file only.
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_libvirt as libvirt
@@ -77,10 +78,24 @@ def cloud_init_disk(resource_name: str, *, name: str, pool_name: pulumi.Input[st
     )
 
 
+@dataclass(frozen=True)
+class NicAttachment:
+    """Where a NIC plugs in: a libvirt network of the lab (its id), or an existing host bridge (its name)."""
+
+    mac: str
+    network_id: Optional[pulumi.Input[str]] = None
+    bridge: Optional[str] = None
+
+    def args(self) -> libvirt.DomainNetworkInterfaceArgs:
+        if self.bridge is not None:
+            return libvirt.DomainNetworkInterfaceArgs(bridge=self.bridge, mac=self.mac)
+        return libvirt.DomainNetworkInterfaceArgs(network_id=self.network_id, mac=self.mac)
+
+
 def domain(resource_name: str, *, name: str, description: str, domain_type: str, vcpus: int, memory_mib: int,
            disk_id: pulumi.Input[str], cloud_init_id: pulumi.Input[str],
-           nics: Sequence[tuple[pulumi.Input[str], str]], opts: pulumi.ResourceOptions) -> libvirt.Domain:
-    """nics: (network id, MAC) in guest order; network-config finds each NIC by its MAC."""
+           nics: Sequence[NicAttachment], opts: pulumi.ResourceOptions) -> libvirt.Domain:
+    """nics in guest order; network-config finds each NIC by its MAC."""
     return libvirt.Domain(
         resource_name,
         name=name,
@@ -90,8 +105,7 @@ def domain(resource_name: str, *, name: str, description: str, domain_type: str,
         memory=memory_mib,
         disks=[libvirt.DomainDiskArgs(volume_id=disk_id)],
         cloudinit=cloud_init_id,
-        network_interfaces=[libvirt.DomainNetworkInterfaceArgs(network_id=network_id, mac=mac)
-                            for network_id, mac in nics],
+        network_interfaces=[nic.args() for nic in nics],
         # A serial console: `virsh console` shows boot and cloud-init output.
         consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
         # The guest-agent channel is always in the domain XML (0.8.1 libvirt/domain_def.go newDomainDef).

@@ -86,7 +86,9 @@ class Nic:
     address: IPv4Address
     cidr_address: str
     mac: str
-    gateway: Optional[IPv4Address]  # set on the NIC that carries the default route (NAT mode only)
+    # On the NIC that carries the default route, where its network has a router (libvirt's NAT, the user's LAN).
+    router: Optional[IPv4Address]
+    dns_servers: tuple[IPv4Address, ...]
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class Host:
     role: str  # LOAD_BALANCER or WEB_SERVER
     address: IPv4Address  # the address clients or the load balancers use
     nics: tuple[Nic, ...]
+    placement: str  # the libvirt host it runs on (LabSettings.hosts)
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,8 @@ def _nic(settings: LabSettings, host: str, plan: LabNetworkPlan, address: IPv4Ad
         address=address,
         cidr_address=plan.interface_address(address),
         mac=mac_address(settings, host, plan.role),
-        gateway=plan.gateway if default_route and settings.has_internet else None,
+        router=plan.router if default_route else None,
+        dns_servers=plan.dns_servers if default_route else (),
     )
 
 
@@ -142,13 +146,13 @@ def load_balancer_host(settings: LabSettings, lb: LoadBalancer) -> Host:
     return Host(lb.name, LOAD_BALANCER, lb.address, (
         _nic(settings, lb.name, settings.frontend, lb.address, default_route=True),
         _nic(settings, lb.name, settings.backend, lb.backend_address, default_route=False),
-    ))
+    ), lb.host)
 
 
 def web_server_host(settings: LabSettings, web: WebServer) -> Host:
     return Host(web.name, WEB_SERVER, web.address, (
         _nic(settings, web.name, settings.backend, web.address, default_route=True),
-    ))
+    ), web.host)
 
 
 def lab_hosts(settings: LabSettings) -> tuple[Host, ...]:
@@ -216,8 +220,8 @@ def render_boot_finished_unit() -> str:
 
 
 def scrape_targets(settings: LabSettings) -> dict[str, list[str]]:
-    """The `metrics` stack output: what Prometheus on the libvirt host scrapes (each VM by the address on
-    the network whose gateway the firewall lets in)."""
+    """The `metrics` stack output: what Prometheus scrapes (each VM by its address on the network whose
+    metrics_source the firewall lets in)."""
     return {
         "haproxy": [f"{lb.address}:{settings.metrics_port}" for lb in settings.load_balancers],
         "node": [f"{host.address}:{NODE_EXPORTER_PORT}" for host in lab_hosts(settings)],

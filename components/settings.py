@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
-import ipaddress
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 PROJECT = "ha-lb"
 
@@ -41,9 +41,12 @@ NODE_EXPORTER_PORT = 9100
 # Ports a lab setting may not take on a guest: something else already listens there on every VM.
 RESERVED_GUEST_PORTS = {22: "SSH", NODE_EXPORTER_PORT: "prometheus-node-exporter"}
 
-_LIBVIRT_URI = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[^\s]*$")
-
-NETWORK_MODES = ("nat", "isolated")
+# nat and isolated: networks libvirt makes on each host; bridge: the host bridges the user names, on their own
+# LAN (the program creates no network, and the gateway and DNS are the user's).
+NETWORK_MODES = ("nat", "isolated", "bridge")
+LIBVIRT_NETWORK_MODES = ("nat", "isolated")
+# The one host of a lab without `hosts`: today's libvirtUri.
+DEFAULT_HOST = "default"
 DOMAIN_TYPES = ("kvm", "qemu")
 # The readiness wait's default per domainType: software emulation (qemu) is slow; measured there, one VM
 # whose cloud-init installs the roles' packages took 700-820 s to be ready (two VMs booting on two cores).
@@ -87,20 +90,36 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class LabNetworkPlan:
-    """One libvirt network of the lab: its CIDR, the host's (gateway) address and the guests' interface name."""
+    """One network of the lab (frontend or backend): its CIDR, the guests' interface name, and who is on it
+    besides the VMs."""
 
     role: str  # "frontend" or "backend"
     network: IPv4Network
     interface: str
+    # networkMode bridge: the existing host bridge the VMs' NICs attach to (None: a network libvirt makes).
+    bridge: Optional[str] = None
+    # The default route of the VMs whose first NIC is on this network, and their DNS servers (None, (): none).
+    router: Optional[IPv4Address] = None
+    dns_servers: tuple[IPv4Address, ...] = ()
+    # Who may scrape the metrics ports here: the libvirt host's address, or on a bridged LAN the LAN itself.
+    metrics_source: str = ""
 
     @property
-    def gateway(self) -> IPv4Address:
-        # libvirt gives the host the first host address of the network (NAT gateway, or the host's
-        # own address on an isolated network).
-        return self.network.network_address + 1
+    def host_address(self) -> Optional[IPv4Address]:
+        """The libvirt host's own address on a network libvirt makes: the first host address (libvirt's gateway
+        on a NAT network, the host's address on an isolated one). None on a bridged LAN."""
+        return None if self.bridge else self.network.network_address + 1
 
     def interface_address(self, address: IPv4Address) -> str:
         return f"{address}/{self.network.prefixlen}"
+
+
+@dataclass(frozen=True)
+class LibvirtHost:
+    """A libvirt host the lab's VMs run on, reached through its own provider."""
+
+    name: str
+    uri: str
 
 
 @dataclass(frozen=True)
@@ -109,12 +128,14 @@ class LoadBalancer:
     address: IPv4Address  # on the frontend network
     backend_address: IPv4Address
     priority: int
+    host: str = DEFAULT_HOST  # the libvirt host it runs on (a name in LabSettings.hosts)
 
 
 @dataclass(frozen=True)
 class WebServer:
     name: str
     address: IPv4Address  # on the backend network
+    host: str = DEFAULT_HOST  # the libvirt host it runs on (a name in LabSettings.hosts)
 
 
 @dataclass(frozen=True)
@@ -212,7 +233,8 @@ class LabSettings:
     # Key text (secret), never rendered. None: the stack generates a key pair (see generates_ssh_key).
     ssh_private_key: Optional[str] = field(repr=False)
     ready_timeout: int
-    libvirt_uri: str
+    # Every libvirt host the lab uses, in the order given; one unless `hosts` names several.
+    hosts: tuple[LibvirtHost, ...]
 
     @property
     def lab_name(self) -> str:
@@ -229,8 +251,19 @@ class LabSettings:
         return "/haproxy_stats"
 
     @property
-    def has_internet(self) -> bool:
-        return self.network_mode == "nat"
+    def bridged(self) -> bool:
+        return self.network_mode == "bridge"
+
+    def host(self, name: str) -> LibvirtHost:
+        return next(h for h in self.hosts if h.name == name)
+
+    def domain_name(self, machine: str) -> str:
+        """The libvirt domain of a VM (and the prefix of its volumes' names)."""
+        return f"{self.lab_name}-{machine}"
+
+    def machines_on(self, host: str) -> tuple[str, ...]:
+        """The names of the VMs placed on a host: load balancers first."""
+        return tuple(vm.name for vm in (*self.load_balancers, *self.web_servers) if vm.host == host)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,12 +425,21 @@ DEFAULTS: dict[str, Any] = {
     # Seconds per VM: boot, cloud-init and service checks. Default: READY_TIMEOUT per domainType.
     "readyTimeout": None,
     "libvirtUri": None,  # default: `libvirt:uri`, then LIBVIRT_DEFAULT_URI, then qemu:///system (the caller's)
+    # {NAME: URI}: the libvirt hosts the VMs are spread over. Default: one host, libvirtUri.
+    "hosts": None,
+    # networkMode bridge only: existing host bridges (on every host), the user's router(s) and DNS servers.
+    "frontendBridge": None,
+    "backendBridge": None,
+    "frontendGateway": None,  # default: the first host address of frontendCidr, where LANs keep their router
+    "backendGateway": None,  # default: none (a private backend: web servers reach only their LAN)
+    "dnsServers": None,  # default: frontendGateway
 }
 
 VRRP_KEYS = ("profile", "virtualRouterId", "advertInterval", "unicast", "checkInterval", "checkWeight", "preempt",
              "preemptDelay", "trackProcess")
-LOAD_BALANCER_KEYS = ("name", "address", "backendAddress", "priority")
-WEB_SERVER_KEYS = ("name", "address")
+LOAD_BALANCER_KEYS = ("name", "address", "backendAddress", "priority", "host")
+WEB_SERVER_KEYS = ("name", "address", "host")
+BRIDGE_KEYS = ("frontendBridge", "backendBridge", "frontendGateway", "backendGateway", "dnsServers")
 
 
 def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence[str] = (),
@@ -418,14 +460,14 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
     backend_net = _as_network(problems, "backendCidr", given["backendCidr"])
     if frontend_net and backend_net and frontend_net.overlaps(backend_net):
         problems.add("backendCidr", str(backend_net), f"expected a network that does not overlap frontendCidr {frontend_net}")
-    frontend = LabNetworkPlan("frontend", frontend_net or IPv4Network("0.0.0.0/29"), FRONTEND_INTERFACE)
-    backend = LabNetworkPlan("backend", backend_net or IPv4Network("0.0.0.0/29"), BACKEND_INTERFACE)
-
     network_mode = _as_choice(problems, "networkMode", given["networkMode"], NETWORK_MODES)
+    frontend, backend = _network_plans(problems, given, network_mode, frontend_net, backend_net)
     vip = _as_address(problems, "vip", given["vip"])
 
-    load_balancers = _parse_load_balancers(problems, given["loadBalancers"])
-    web_servers = _parse_web_servers(problems, given["webServers"])
+    hosts = _parse_hosts(problems, given, default_libvirt_uri)
+    load_balancers = _parse_load_balancers(problems, given["loadBalancers"], hosts)
+    web_servers = _parse_web_servers(problems, given["webServers"], hosts)
+    _check_placement(problems, hosts, network_mode, load_balancers, web_servers)
 
     _check_addresses(problems, vip, frontend if frontend_net else None, backend if backend_net else None,
                      load_balancers, web_servers)
@@ -472,8 +514,15 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
         problems.items.append(
             "installPackages: true cannot work with networkMode 'isolated' and no packageMirror (guests reach "
             f"only the host); set packageMirror to a mirror served at the host's backend address "
-            f"{backend.gateway}, use networkMode 'nat', or an image that carries the packages with "
+            f"{backend.host_address}, use networkMode 'nat', or an image that carries the packages with "
             "installPackages false"
+        )
+    if install_packages and network_mode == "bridge" and backend.router is None \
+            and _decode(given["packageMirror"]) is None and backend_net:
+        problems.items.append(
+            "installPackages: true cannot work on a bridged backend without backendGateway and without "
+            f"packageMirror (the web servers reach only their LAN {backend_net}); set backendGateway, a "
+            "packageMirror served on that LAN, or use an image that carries the packages with installPackages false"
         )
 
     wait_for_ready = _as_bool(problems, "waitForReady", given["waitForReady"])
@@ -486,11 +535,6 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
             and not any(p.startswith("sshPublicKeys") for p in problems.items):
         problems.items.append("sshPublicKeys: empty, so nothing can log in for the readiness gate; "
                               "add the public half of sshPrivateKey, or set waitForReady false")
-
-    libvirt_uri = given["libvirtUri"] if given["libvirtUri"] is not None else default_libvirt_uri
-    if not isinstance(libvirt_uri, str) or not _LIBVIRT_URI.fullmatch(libvirt_uri):
-        problems.add("libvirtUri", libvirt_uri,
-                     "expected a libvirt connection URI such as qemu:///system or qemu+ssh://user@host/system")
 
     if problems.items:
         raise SettingsError(problems.items)
@@ -524,8 +568,15 @@ def load_settings(raw: Mapping[str, Any], stack: str, default_ssh_keys: Sequence
         ssh_user=ssh_user or "debian",
         ssh_private_key=ssh_private_key,
         ready_timeout=ready_timeout or 900,
-        libvirt_uri=libvirt_uri,
+        hosts=tuple(hosts),
     )
+
+
+def _on_network(host: str, network: IPv4Network) -> bool:
+    try:
+        return IPv4Address(host) in network
+    except ValueError:
+        return False  # a name: where it points is not known here
 
 
 _MIRROR_URL = re.compile(r"^(https?)://([A-Za-z0-9.-]+(?::[^/\s?#@]*)?)(/[^\s?#]*)?$")
@@ -560,17 +611,20 @@ def _parse_package_mirror(problems: _Problems, value: Any, backend: LabNetworkPl
         if port and not (port.isdigit() and 1 <= int(port) <= 65535):
             problems.add(keys[key], url, "expected a port from 1 to 65535 after the host")
             continue
-        if network_mode == "isolated" and host != str(backend.gateway):
+        if network_mode == "isolated" and host != str(backend.host_address):
             problems.add(keys[key], url, f"with networkMode 'isolated' the guests reach only the host: expected a "
-                         f"mirror served at the host's backend address {backend.gateway} (every VM has an "
+                         f"mirror served at the host's backend address {backend.host_address} (every VM has an "
                          "address on the backend network)")
+        elif network_mode == "bridge" and backend.router is None and not _on_network(host, backend.network):
+            problems.add(keys[key], url, f"with a bridged backend and no backendGateway the web servers reach only "
+                         f"their LAN: expected a mirror served at an address inside backendCidr {backend.network}")
         found[key] = url.rstrip("/")
     if len(found) != 2:
         return None
     return PackageMirror(archive=found["archive"], security=found["security"])
 
 
-def _parse_load_balancers(problems: _Problems, value: Any) -> list[LoadBalancer]:
+def _parse_load_balancers(problems: _Problems, value: Any, hosts: Sequence[LibvirtHost]) -> list[LoadBalancer]:
     items = _as_object_list(problems, "loadBalancers", value)
     if items and len(items) != 2:
         problems.add("loadBalancers", [i.get("name") for i in items], "expected exactly two load balancers (one VRRP pair)")
@@ -582,15 +636,16 @@ def _parse_load_balancers(problems: _Problems, value: Any) -> list[LoadBalancer]
         address = _as_address(problems, where + "address", item.get("address"))
         backend_address = _as_address(problems, where + "backendAddress", item.get("backendAddress"))
         priority = _as_int(problems, where + "priority", item.get("priority"), 1, 254)
-        if address and backend_address and priority:
-            result.append(LoadBalancer(str(name), address, backend_address, priority))
+        host = _placement(problems, where + "host", item.get("host"), hosts, index)
+        if address and backend_address and priority and host:
+            result.append(LoadBalancer(str(name), address, backend_address, priority, host))
     if len(result) == 2 and result[0].priority == result[1].priority:
         problems.add("loadBalancers[1].priority", result[1].priority,
                      f"expected a priority different from {result[0].name}'s ({result[0].priority}): VRRP needs a clear master")
     return result
 
 
-def _parse_web_servers(problems: _Problems, value: Any) -> list[WebServer]:
+def _parse_web_servers(problems: _Problems, value: Any, hosts: Sequence[LibvirtHost]) -> list[WebServer]:
     items = _as_object_list(problems, "webServers", value)
     if not items and isinstance(_decode(value), list):
         problems.add("webServers", [], "expected at least one web server")
@@ -599,9 +654,151 @@ def _parse_web_servers(problems: _Problems, value: Any) -> list[WebServer]:
         where = f"webServers[{index}]."
         _check_keys(problems, where, item, WEB_SERVER_KEYS)
         address = _as_address(problems, where + "address", item.get("address"))
-        if address:
-            result.append(WebServer(str(item.get("name")), address))
+        host = _placement(problems, where + "host", item.get("host"), hosts, index)
+        if address and host:
+            result.append(WebServer(str(item.get("name")), address, host))
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Hosts and networks
+
+
+_BRIDGE_NAME = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_.-]{1,15}$")  # a Linux interface name (IFNAMSIZ 16)
+
+
+def _parse_hosts(problems: _Problems, given: Mapping[str, Any], default_uri: str) -> list[LibvirtHost]:
+    """`hosts: {NAME: URI}`, or the one host of `libvirtUri`; each URI one the provider can use."""
+    from .libvirt_uri import uri_problems
+
+    if given["hosts"] is None:
+        uri = given["libvirtUri"] if given["libvirtUri"] is not None else default_uri
+        found = [LibvirtHost(DEFAULT_HOST, uri)]
+        for problem in uri_problems(uri):
+            problems.add("libvirtUri", uri, problem)
+        return found
+    if given["libvirtUri"] is not None:
+        problems.add("libvirtUri", given["libvirtUri"], "expected it unset when hosts is set: each host's URI is "
+                     "in hosts")
+    value = _decode(given["hosts"])
+    if not isinstance(value, dict) or not value:
+        problems.add("hosts", value, "expected a mapping of host names to libvirt URIs, e.g. "
+                     "{hv1: qemu:///system, hv2: qemu+ssh://root@hv2.example.net/system}")
+        return []
+    found, seen = [], {}
+    for name, uri in value.items():
+        key = f"hosts.{name}"
+        if not _HOSTNAME.fullmatch(name):
+            problems.add("hosts", name, "expected host names of 1-63 lowercase letters, digits or dashes "
+                         "(they name resources)")
+            continue
+        if not isinstance(uri, str):
+            problems.add(key, uri, "expected a libvirt connection URI such as qemu+ssh://root@hv1/system")
+            continue
+        reasons = uri_problems(uri)
+        for problem in reasons:
+            problems.add(key, uri, problem)
+        if uri in seen:
+            problems.add(key, uri, f"expected a URI other than hosts.{seen[uri]}'s: one libvirt host is one entry")
+            continue
+        seen[uri] = name
+        if not reasons:
+            found.append(LibvirtHost(name, uri))
+    return found
+
+
+def _placement(problems: _Problems, key: str, value: Any, hosts: Sequence[LibvirtHost], index: int) -> Optional[str]:
+    """A VM's host: the one given, else the hosts in turn (the first VM of a tier on the first host)."""
+    if not hosts:
+        return None
+    if value is None:
+        return hosts[index % len(hosts)].name
+    names = [h.name for h in hosts]
+    if value not in names:
+        problems.add(key, value, f"expected one of the hosts: {', '.join(names)}")
+        return None
+    return value
+
+
+def _check_placement(problems: _Problems, hosts: Sequence[LibvirtHost], network_mode: Optional[str],
+                     load_balancers: Sequence[LoadBalancer], web_servers: Sequence[WebServer]) -> None:
+    if len(hosts) < 2:
+        return
+    if len(load_balancers) == 2 and load_balancers[0].host == load_balancers[1].host:
+        problems.add("loadBalancers[1].host", load_balancers[1].host,
+                     f"expected a host other than {load_balancers[0].name}'s: with several hosts the two load "
+                     "balancers run on different ones, so that losing one hypervisor does not take both")
+    used = {vm.host for vm in (*load_balancers, *web_servers)}
+    for host in hosts:
+        if host.name not in used:
+            problems.add(f"hosts.{host.name}", host.uri, "expected a host that carries a VM (set `host` on a load "
+                         "balancer or web server, or remove it)")
+    if network_mode in LIBVIRT_NETWORK_MODES and len(used) > 1:
+        placed = "; ".join(f"{host}: {', '.join(vm.name for vm in (*load_balancers, *web_servers) if vm.host == host)}"
+                           for host in sorted(used))
+        problems.add("networkMode", network_mode,
+                     f"expected 'bridge' when the lab's VMs are on more than one host ({placed}): libvirt's "
+                     f"{network_mode} networks do not span hosts")
+
+
+def _network_plans(problems: _Problems, given: Mapping[str, Any], network_mode: Optional[str],
+                   frontend_net: Optional[IPv4Network],
+                   backend_net: Optional[IPv4Network]) -> tuple[LabNetworkPlan, LabNetworkPlan]:
+    """The two networks: made by libvirt on each host (nat, isolated), or the user's LAN behind host bridges."""
+    front = frontend_net or IPv4Network("0.0.0.0/29")
+    back = backend_net or IPv4Network("0.0.0.0/29")
+    if network_mode != "bridge":
+        for key in BRIDGE_KEYS:
+            if given[key] is not None:
+                problems.add(key, _decode(given[key]), "expected it unset unless networkMode is 'bridge' (libvirt "
+                             "makes the networks, their gateway and DNS)")
+        nat = network_mode == "nat"
+        frontend = LabNetworkPlan("frontend", front, FRONTEND_INTERFACE)
+        backend = LabNetworkPlan("backend", back, BACKEND_INTERFACE)
+        # The host's first address is libvirt's gateway and DNS (NAT), or the host alone (isolated).
+        return tuple(dataclasses.replace(plan, router=plan.host_address if nat else None,  # type: ignore[return-value]
+                                         dns_servers=(plan.host_address,) if nat else (),
+                                         metrics_source=str(plan.host_address))
+                     for plan in (frontend, backend))
+
+    bridges = {}
+    for key in ("frontendBridge", "backendBridge"):
+        value = given[key]
+        if value is None:
+            problems.items.append(f"{key}: required with networkMode 'bridge': the name of an existing host bridge "
+                                  "(on every host) that reaches the lab's LAN, e.g. br0")
+        elif not isinstance(value, str) or not _BRIDGE_NAME.fullmatch(value):
+            problems.add(key, value, "expected a Linux bridge name: 1-15 letters, digits, '.', '_' or '-'")
+        else:
+            bridges[key] = value
+    if len(bridges) == 2 and bridges["frontendBridge"] == bridges["backendBridge"]:
+        problems.add("backendBridge", bridges["backendBridge"], "expected a bridge other than frontendBridge: the "
+                     "backend is the web servers' own network, out of the clients' reach")
+    routers = {}
+    for key, net in (("frontendGateway", frontend_net), ("backendGateway", backend_net)):
+        value = given[key]
+        if value is None:
+            routers[key] = net.network_address + 1 if key == "frontendGateway" and net else None
+            continue
+        address = _as_address(problems, key, value)
+        if address and net and address not in net:
+            problems.add(key, str(address), f"expected an address inside {key.replace('Gateway', 'Cidr')} {net}")
+        routers[key] = address
+    dns_value = _decode(given["dnsServers"])
+    dns: tuple[IPv4Address, ...] = (routers["frontendGateway"],) if dns_value is None and routers["frontendGateway"] \
+        else ()
+    if dns_value is not None:
+        if not isinstance(dns_value, list):
+            problems.add("dnsServers", dns_value, "expected a list of IPv4 addresses, e.g. [192.168.10.1]")
+        else:
+            dns = tuple(a for i, v in enumerate(dns_value) if (a := _as_address(problems, f"dnsServers[{i}]", v)))
+    frontend = LabNetworkPlan("frontend", front, FRONTEND_INTERFACE, bridges.get("frontendBridge"),
+                              routers["frontendGateway"], dns, metrics_source=str(front))
+    # Web servers resolve names only where they have a way out.
+    backend = LabNetworkPlan("backend", back, BACKEND_INTERFACE, bridges.get("backendBridge"),
+                             routers["backendGateway"], dns if routers["backendGateway"] else (),
+                             metrics_source=str(back))
+    return frontend, backend
 
 
 def _check_addresses(
@@ -622,13 +819,13 @@ def _check_addresses(
         if address not in net:
             problems.add(key, str(address), f"expected an address inside {setting} {net}")
             return
-        reserved = {
-            net.network_address: "the network address",
-            net.broadcast_address: "the broadcast address",
-            plan.gateway: "the libvirt host/gateway address",
-        }
+        reserved = {net.network_address: "the network address", net.broadcast_address: "the broadcast address"}
+        if plan.host_address is not None:
+            reserved[plan.host_address] = "the libvirt host/gateway address"
+        if plan.router is not None:
+            reserved[plan.router] = f"the {plan.role} gateway"
         if address in reserved:
-            lo, hi = plan.gateway + 1, net.broadcast_address - 1
+            lo, hi = net.network_address + (2 if plan.host_address else 1), net.broadcast_address - 1
             problems.add(key, str(address), f"it is {reserved[address]} of {net}; expected one of {lo}-{hi}")
             return
         previous = owners.get((plan.role, address))
@@ -830,7 +1027,18 @@ def load_user_settings(raw: Mapping[str, Any], stack: str, provider_uri: Optiona
     """load_settings as the program calls it for the user running it: their ~/.ssh keys as the key defaults,
     and the libvirt URI from `libvirt:uri` (the provider's own key, `provider_uri`), then LIBVIRT_DEFAULT_URI
     (the provider's only fallback), then ours."""
+    from .libvirt_uri import ssh_config_problems
+
     home = os.path.expanduser("~")
-    return load_settings(raw, stack=stack, default_ssh_keys=default_ssh_public_keys(home),
-                         default_private_key=default_ssh_private_key(home),
-                         default_libvirt_uri=provider_uri or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_LIBVIRT_URI)
+    settings = load_settings(raw, stack=stack, default_ssh_keys=default_ssh_public_keys(home),
+                             default_private_key=default_ssh_private_key(home),
+                             default_libvirt_uri=provider_uri or os.environ.get("LIBVIRT_DEFAULT_URI")
+                             or DEFAULT_LIBVIRT_URI)
+    key = "libvirtUri" if raw.get("hosts") is None else "hosts.{}"
+    problems = _Problems()
+    for host in settings.hosts:
+        for problem in ssh_config_problems(host.uri):
+            problems.add(key.format(host.name), host.uri, problem)
+    if problems.items:
+        raise SettingsError(problems.items)
+    return settings

@@ -30,6 +30,7 @@ FAST_TESTS = (  # quickest first: with -x a mutant is reported at its first fail
     "tests/test_nginx_live.py", "tests/test_program.py", "tests/test_day2_plan.py", "tests/test_graph_promises.py",
     "tests/test_promises.py", "tests/test_review_workflow.py", "tests/test_real_tools.py", "tests/test_gate.py",
     "tests/test_readiness_wait.py", "tests/test_stack_diff.py", "tests/test_lab_tools.py",
+    "tests/test_hosts_and_bridges.py",
 )
 COPY_IGNORE = shutil.ignore_patterns(".git", "__pycache__", ".pytest_cache", "golden", "venv", "rendered")
 
@@ -165,6 +166,20 @@ MUTANTS = (
     Mutant("review-silent-on-a-deaf-rollout", "components/review.py",
            "before == after or len(rolled) < 2", "True",
            "the review says when a rollout leaves the pair deaf to each other (a VRRP transport or version change)"),
+    Mutant("pair-on-one-of-several-hosts", "components/settings.py",
+           "if len(load_balancers) == 2 and load_balancers[0].host == load_balancers[1].host:", "if False:",
+           "with several hosts, losing one hypervisor never takes both load balancers"),
+    Mutant("libvirt-networks-across-hosts", "components/settings.py",
+           "if network_mode in LIBVIRT_NETWORK_MODES and len(used) > 1:",
+           "if network_mode in LIBVIRT_NETWORK_MODES and len(used) > 2:",
+           "a lab spread over hosts on networks that cannot span them is refused before any resource"),
+    Mutant("ssh-uri-with-a-port-accepted", "components/libvirt_uri.py", "    if port is not None:\n",
+           "    if port == 0:\n", "a qemu+ssh URI the provider cannot dial is refused with the reason, not failed at preview"),
+    Mutant("vms-on-the-first-hosts-provider", "components/lab.py", "hypervisor = args.hypervisors[host.placement]",
+           "hypervisor = next(iter(args.hypervisors.values()))", "each VM runs on the host it is placed on"),
+    Mutant("host-fault-on-a-shared-host", "components/drill.py",
+           'if fault == "host" and placement[master] == placement[peer]:', "if False:",
+           "the host drill never powers off both load balancers"),
     Mutant("review-misses-secret-changes", "components/stack_diff.py",
            '"encrypted-" + hashlib.sha256(str(value["secure"]).encode()).hexdigest()[:16]', '"encrypted-stand-in"',
            "a changed secret shows as a rollout in the review"),
@@ -223,6 +238,11 @@ GUARDS = {
     "review-shows-hashes": "tests/test_stack_diff.py::test_a_new_stats_password_rolls_out_without_showing_it",
     "review-silent-on-a-deaf-rollout": "tests/test_stack_diff.py::test_a_switch_to_multicast_says_the_pair_is_deaf_between_the_two_rollouts",
     "review-misses-secret-changes": "tests/test_stack_diff.py::test_a_new_stats_password_rolls_out_without_showing_it",
+    "pair-on-one-of-several-hosts": "tests/test_hosts_and_bridges.py::test_both_load_balancers_on_one_of_several_hosts_is_refused_with_the_reason",
+    "libvirt-networks-across-hosts": "tests/test_hosts_and_bridges.py::test_vms_on_several_hosts_need_bridged_networks",
+    "ssh-uri-with-a-port-accepted": "tests/test_hosts_and_bridges.py::test_a_port_in_a_qemu_ssh_uri_is_refused_with_what_works_instead",
+    "vms-on-the-first-hosts-provider": "tests/test_hosts_and_bridges.py::test_each_host_gets_its_own_provider_pool_and_base_image_and_each_vm_its_hosts_provider",
+    "host-fault-on-a-shared-host": "tests/test_lab_tools.py::test_the_host_fault_is_refused_when_the_pair_shares_a_host",
 }
 
 

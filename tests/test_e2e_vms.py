@@ -12,7 +12,6 @@ prints the timings.
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import pathlib
@@ -42,11 +41,10 @@ from tests.e2e.guest import tls_peer_common_name
 from tests.e2e.guest_cpu import CpuInterval, GuestCpu, format_intervals
 from tests.e2e.image_server import ImageServer
 from tests.e2e.vrrp_capture import VrrpCapture
-from tests.engine import build
 from tests.engine.stack import PROJECT_ROOT, EngineStack
 
 TOOLS = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "genisoimage", "mmdebstrap", "sfdisk",
-         "mkfs.ext4", "grub-mkimage", "ssh", "ssh-keygen", "openssl", "go", "nft", "dnsmasq", "iptables")
+         "mkfs.ext4", "grub-mkimage", "ssh", "ssh-keygen", "openssl", "go", "nft", "dnsmasq", "iptables", "tcpdump")
 LAB = f"{PROJECT}-{STACK}"
 TIMINGS: dict[str, Any] = {}
 # What runs where (docs/testing.md, "VM end-to-end test"): under TCG cloud-init's package install costs about 5 minutes
@@ -199,12 +197,7 @@ def e2e(tmp_path_factory):
     require(pathlib.Path(image.GRUB_MODULES_DIR, "boot.img").exists(), "needs grub-pc-bin (GRUB for BIOS)")
     workdir = tmp_path_factory.mktemp("e2e")
     log = lambda m: print(f"[e2e] {m}", flush=True)  # noqa: E731
-    # The images (mostly downloads and dpkg) are built while go builds the engine (CPU): on a fresh machine
-    # this saves the shorter of the two.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        building = pool.submit(lambda: {suite: image.ensure_image(suite, log=log) for suite in SUITES})
-        engine = build.ensure_engine(log=log)
-        images = building.result()
+    engine, images = image.ensure_engine_and_images(SUITES, log=log)
     note("engine (pulumi CLI + libvirt plugin, go build)",
          f"{'built in %.0f s' % engine.build_seconds if engine.build_seconds else 'cache hit'}, "
          f"{engine.size_bytes / 1e6:.0f} MB")

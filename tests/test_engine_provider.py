@@ -5,6 +5,7 @@ seconds. These are the provider's behaviours behind the program's choices in com
 from __future__ import annotations
 
 import pathlib
+import shutil
 import subprocess
 import xml.etree.ElementTree as ElementTree
 
@@ -15,10 +16,12 @@ import pytest
 
 from tests.conftest import require_root, require_tools
 from components import leftovers
+from components.libvirt_uri import ssh_config_problems, uri_problems
 from tests.e2e import host_guard, libvirt_daemon
 from tests.e2e.image_server import ImageServer
 from tests.engine import build
 from tests.engine.stack import EngineStack
+from tests.sshd_server import SshServer
 
 URI = libvirt_daemon.URI
 PREFIX = "ha-lb-provider-test"
@@ -243,3 +246,50 @@ def _raises(call) -> object:
     except Exception as error:  # noqa: BLE001 (the outcome is inspected by the test)
         return error
     return None
+
+
+def test_qemu_ssh_reaches_port_22_only_whatever_the_uri_or_the_ssh_config_says(engine, tmp_path):
+    """0.8.1 libvirt/uri/ssh.go dialHost dials net.JoinHostPort(host, port) with the URI's host:port as the host
+    (a port in the URI never connects) and never reads ssh_config's Port (always 22). libvirt's own client and
+    OpenSSH reach the same sshd with the same URI and the same ssh configuration; the program refuses both before
+    any resource (components/libvirt_uri.py)."""
+    require_tools("ssh", "ssh-keygen", "virt-ssh-helper")
+    alias = "ha-lb-port-test"
+    with SshServer(tmp_path / "sshd") as server:
+        home = tmp_path / "home"
+        (home / ".ssh").mkdir(parents=True)
+        shutil.copy(server.client_key, home / ".ssh" / "id_ed25519")
+        config = home / ".ssh" / "config"
+        config.write_text(f"Host {alias}\n    HostName 127.0.0.1\n    Port {server.port}\n")
+        with_port = f"qemu+ssh://root@127.0.0.1:{server.port}/system?no_verify=1"
+        by_config = f"qemu+ssh://root@{alias}/system?no_verify=1"
+        # What the user sees work: virsh through the URI with a port, ssh through the configured alias.
+        virsh = subprocess.run(["virsh", "-c", f"{with_port}&keyfile={server.client_key}", "uri"], capture_output=True,
+                               text=True, timeout=60)
+        assert virsh.returncode == 0, virsh.stderr
+        ssh = subprocess.run(["ssh", "-F", str(config), "-i", str(server.client_key), "-o", "BatchMode=yes", "-o",
+                              "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", alias, "true"],
+                             capture_output=True, text=True, timeout=60)
+        assert ssh.returncode == 0, ssh.stderr
+
+        dialed = {with_port: f"lookup 127.0.0.1:{server.port}", by_config: "127.0.0.1:22"}
+        for uri, refusal in ((with_port, uri_problems(with_port)),
+                             (by_config, ssh_config_problems(by_config, config=str(config)))):
+            def program(uri=uri):
+                provider = libvirt.Provider("libvirt", uri=uri)
+                libvirt.Pool("pool", name=f"{PREFIX}-port", type="dir", target={"path": str(tmp_path / "pool")},
+                             opts=pulumi.ResourceOptions(provider=provider))
+
+            stack = EngineStack(engine, tmp_path / f"pulumi-{uri.count(':')}", "provider", {},
+                                extra_env={"HOME": str(home)}, program=program)
+            try:
+                with pytest.raises(auto.CommandError) as failed:
+                    stack.up()
+            finally:
+                stack.destroy()
+            message = str(failed.value)
+            assert "failed to connect to remote host" in message, message[-1500:]
+            # The address v0.8.1 dials (or, with something answering on 22 here, the build says it cannot tell).
+            assert dialed[uri] in message or "cannot reproduce v0.8.1" in message, message[-1500:]
+            assert refusal and "never" in refusal[0], refusal  # refused by the program, with the reason
+        assert not (tmp_path / "pool").exists()

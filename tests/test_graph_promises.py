@@ -57,7 +57,7 @@ def test_no_output_resolves_before_the_final_vip_check_has_run():
     assert waiting.outputs == {}
     done = run_program(config(), stack="dev", preview=True)
     assert set(done.outputs) == {"vip", "httpUrl", "httpsUrl", "statsUrl", "statsUser", "statsPassword",
-                                 "loadBalancers", "webServers", "metrics", "vrrp"}
+                                 "loadBalancers", "webServers", "metrics", "vrrp", "hosts"}
 
 
 def test_a_rebuilt_vm_is_checked_again_and_the_others_are_not(lab):

@@ -94,7 +94,7 @@ def test_a_built_stack_is_read_with_its_generated_key(tmp_path):
     pulumi = fake_pulumi(tmp_path, entries, {"vip": "192.168.10.3", "sshPrivateKey": "KEY FROM STATE"})
     lab = lab_from_stack(None, pulumi, cwd="/some/project")
     assert lab.private_key == "KEY FROM STATE" and lab.vip == "192.168.10.3"
-    assert lab.settings.libvirt_uri == "qemu+ssh://root@vmhost/system"  # the provider's key, as the program reads it
+    assert [h.uri for h in lab.settings.hosts] == ["qemu+ssh://root@vmhost/system"]  # the provider's key, as the program reads it
     assert lab.settings.stack == "dev" and set(lab.load_balancers) == {"lb01", "lb02"}
     calls = (tmp_path / "calls").read_text().splitlines()
     assert calls == ["stack ls --json --cwd /some/project",
@@ -340,8 +340,49 @@ def test_each_fault_is_a_command_run_through_sudo_and_the_link_comes_back_by_its
                     ">/dev/null 2>&1")
     assert drill.repair_command("keepalived") == "sudo -n systemctl start keepalived.service"
     assert drill.repair_command("link") is None and drill.repair_command("reboot") is None
-    with pytest.raises(ValueError, match="--fault power: expected one of haproxy, keepalived, link, reboot"):
+    with pytest.raises(ValueError, match="--fault power: expected one of haproxy, keepalived, link, reboot, host"):
         drill.fault_command("power", 5)
+
+
+def _two_host_lab():
+    from components.settings import load_settings
+
+    config = {"waitForReady": False, "networkMode": "bridge", "frontendBridge": "br-lan", "backendBridge": "br-back",
+              "installPackages": False, "hosts": {"hv1": "qemu:///system", "hv2": "qemu+ssh://root@hv2/system"}}
+    return lab_access.Lab(load_settings(config, stack="dev"), {"vip": "192.168.10.3"}, "KEY")
+
+
+def test_the_host_fault_powers_off_every_vm_on_the_masters_host_and_starts_them_again():
+    lab = _two_host_lab()
+    calls: list[tuple[str, ...]] = []
+
+    def virsh(uri, *args):
+        calls.append((uri, *args))
+        return subprocess.CompletedProcess(["virsh"], 0, "", "")
+
+    assert drill.host_fault(lab, "lb02", run=virsh) == ("hv2", ["ha-lb-dev-lb02", "ha-lb-dev-web02"])
+    drill.host_repair(lab, "hv2", ["ha-lb-dev-lb02", "ha-lb-dev-web02"], run=virsh)
+    uri = "qemu+ssh://root@hv2/system"
+    assert calls == [(uri, "destroy", "ha-lb-dev-lb02"), (uri, "destroy", "ha-lb-dev-web02"),
+                     (uri, "start", "ha-lb-dev-lb02"), (uri, "start", "ha-lb-dev-web02")]
+
+    def failing(uri, *args):
+        return subprocess.CompletedProcess(["virsh"], 1, "", "error: failed to get domain 'ha-lb-dev-lb01'")
+
+    with pytest.raises(lab_access.LabAccessError, match="destroy ha-lb-dev-lb01` failed: error: failed to get domain"):
+        drill.host_fault(lab, "lb01", run=failing)
+
+
+def test_the_host_fault_is_refused_when_the_pair_shares_a_host(monkeypatch):
+    lab = lab_access.Lab(settings(), {"vip": "192.168.10.3"}, "KEY")
+    healthy = (lb("lb01", "MASTER", True), lb("lb02", "BACKUP"))
+    level, problems = status.assess(healthy)
+    monkeypatch.setattr(drill, "lab_status", lambda lab, ssh: status.LabStatus("dev", lab.vip, healthy, level, problems))
+    said: list[str] = []
+    result, code = drill.run_drill(lab, RecordingSsh(), "host", log=said.append,  # type: ignore[arg-type]
+                                   run=lambda *a: pytest.fail(f"virsh ran: {a}"))
+    assert (result, code) == (None, drill.REFUSED)
+    assert any("share the libvirt host 'default'" in line for line in said), said
 
 
 def test_bad_drill_arguments_are_refused_by_name(capsys):

@@ -87,3 +87,30 @@ def test_a_pool_outside_the_state_goes_with_its_files_after_its_domains(tmp_path
     changes = [c[0] for c in virsh.calls if c[0] not in ("list", "net-list", "pool-list", "pool-dumpxml")]
     assert changes == ["destroy", "undefine", "pool-destroy", "pool-delete", "pool-undefine"]
     assert not (tmp_path / "stray.iso").exists()
+
+
+def test_a_stack_on_two_hosts_is_checked_per_host_with_what_the_state_holds_there():
+    """The pool has the same name on each host: owned on one host says nothing about the other."""
+    def provider(name, uri):
+        return {"type": "pulumi:providers:libvirt", "urn": f"urn:pulumi:dev::ha-lb::pulumi:providers:libvirt::{name}",
+                "id": f"{name}-id", "inputs": {"uri": uri}}
+
+    def on(name, resource):
+        return {**resource, "provider": f"urn:pulumi:dev::ha-lb::pulumi:providers:libvirt::{name}::{name}-id"}
+
+    deployment = {"resources": [
+        provider("libvirt-hv1", "qemu:///system"), provider("libvirt-hv2", "qemu+ssh://root@hv2/system"),
+        on("libvirt-hv1", {"type": "libvirt:index/pool:Pool", "outputs": {"name": LAB, "target": {"path": "/p1"}}}),
+        on("libvirt-hv1", {"type": "libvirt:index/domain:Domain", "outputs": {"name": f"{LAB}-lb01"}}),
+        on("libvirt-hv2", {"type": "libvirt:index/domain:Domain", "outputs": {"name": f"{LAB}-lb02"}}),
+    ]}
+    by_host = leftovers.owned_by_host(deployment)
+    assert by_host["qemu:///system"] == leftovers.Owned(frozenset({LAB, f"{LAB}-lb01"}), LAB, "/p1")
+    assert by_host["qemu+ssh://root@hv2/system"] == leftovers.Owned(frozenset({f"{LAB}-lb02"}), None, None)
+    # hv2's pool is not in the state: a leftover there, though a pool of that name is owned on hv1.
+    virsh = FakeLibvirt(domains=[f"{LAB}-lb02"], networks=[], pools=[LAB], pool_path=pathlib.Path("/nonexistent"))
+    owned = by_host["qemu+ssh://root@hv2/system"]
+    found = leftovers.find(LAB, set(owned.names), owned.pool, owned.pool_path, "qemu+ssh://root@hv2/system",
+                           virsh=virsh)
+    assert [str(f) for f in found] == [f"pool {LAB}"]
+    assert leftovers.is_local("qemu:///system") and not leftovers.is_local("qemu+ssh://root@hv2/system")

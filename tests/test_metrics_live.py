@@ -149,7 +149,7 @@ def test_only_the_networks_gateway_reaches_the_metrics_ports(name, tmp_path):
     nic = host.nics[0]  # lb: frontend (where the host scrapes it); web: backend, its only network
     plan = settings.frontend if nic.network_role == "frontend" else settings.backend
     ports = [settings.metrics_port, 9100] if name.startswith("lb") else [9100]
-    gateway, stranger = str(plan.gateway), str(plan.network.network_address + 99)
+    gateway, stranger = str(plan.host_address), str(plan.network.network_address + 99)
     ruleset = tmp_path / "nftables.conf"
     ruleset.write_text(render_nftables_conf(settings, host))
     vm, peer = f"ha-lb-metrics-fw-{os.getpid()}-vm", f"ha-lb-metrics-fw-{os.getpid()}-peer"

@@ -15,8 +15,6 @@ import hashlib
 import os
 import pathlib
 import pwd
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,7 @@ from google.protobuf import empty_pb2
 from pulumi.runtime.proto import engine_pb2_grpc, provider_pb2, provider_pb2_grpc
 
 from tests.conftest import require, require_tools
+from tests.sshd_server import SSHD, SshServer, free_port
 from tests.engine.plugins import MODELS, install_models
 from tests.engine.plugins.server import (
     SECRET_SIG, SIG_KEY, UNKNOWN, UNKNOWN_STRING, Secret, decode_struct, encode_struct, plugin_version,
@@ -284,48 +283,15 @@ def test_local_failure_message_and_interpreter(command, workdir):
 # command:remote:Command against a real sshd
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
-    require(os.path.exists("/usr/sbin/sshd"), "needs /usr/sbin/sshd (apt package openssh-server, installed by .ci/run)")
+    require(os.path.exists(SSHD), "needs /usr/sbin/sshd (apt package openssh-server, installed by .ci/run)")
     require_tools("ssh", "ssh-keygen")
-    d = tmp_path_factory.mktemp("sshd")
-    os.chmod(d, 0o700)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host")], check=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "client")], check=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "stranger")], check=True)
-    shutil.copy(d / "client.pub", d / "authorized_keys")
     user = pwd.getpwuid(os.getuid())
-    port = _free_port()
-    (d / "sshd_config").write_text(
-        f"ListenAddress 127.0.0.1\nAuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n"
-        "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PidFile none\nPrintMotd no\nLogLevel ERROR\n")
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
-    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config"), "-p", str(port),
-                             "-h", str(d / "host")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"sshd exited: {proc.stderr.read().decode()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-    yield {"port": port, "user": user.pw_name, "shell": user.pw_shell, "key": (d / "client").read_text(),
-           "stranger": (d / "stranger").read_text(), "host_pub": (d / "host.pub").read_text()}
-    proc.terminate()  # by its pid
-    proc.wait(10)
+    with SshServer(tmp_path_factory.mktemp("sshd")) as server:
+        d = server.directory
+        yield {"port": server.port, "user": user.pw_name, "shell": user.pw_shell, "key": (d / "client").read_text(),
+               "stranger": (d / "stranger").read_text(), "host_pub": (d / "host.pub").read_text()}
 
 
 def _conn(sshd, **extra):
@@ -393,7 +359,7 @@ def test_remote_host_key_is_verified(command, sshd, tls):
 def test_remote_dial_retries_then_fails(command, sshd, engine):
     """dialWithRetry: dialErrorLimit 2 means 3 dials with pauses of 0.1 s and 0.15 s, then
     "after 2 failed attempts: <dial error>"; an authentication failure is a dial failure too."""
-    closed = _free_port()
+    closed = free_port()
     name = "dial"
     started = time.monotonic()
     err = error_of(lambda: command.create(REMOTE, name, {"create": "echo never", "connection": _conn(

@@ -32,6 +32,11 @@ VARIANTS = {
     "isolated-mirror-three-webs": {"networkMode": "isolated", "packageMirror": "http://192.168.80.1:3142/debian",
                                    "statsPassword": "correct-horse-battery",
                                    "webServers": [{"name": f"web{i:02}", "address": f"192.168.80.{20 + i}"} for i in (1, 2, 3)]},
+    # Two hosts on the user's LAN: its gateways and DNS servers in network-config, the LAN in the firewall.
+    "two-hosts-bridged": {"networkMode": "bridge", "frontendBridge": "br-lan", "backendBridge": "br-web",
+                          "backendGateway": "192.168.80.254", "dnsServers": ["192.168.10.53", "192.168.10.54"],
+                          "statsPassword": "correct-horse-battery",
+                          "hosts": {"hv1": "qemu+ssh://root@hv1/system", "hv2": "qemu+ssh://root@hv2/system"}},
 }
 
 
@@ -87,6 +92,16 @@ class Tools:
 def tools(request) -> Tools:
     if request.param == "bookworm":
         return Tools("bookworm", None)
+    return _trixie_tools()
+
+
+@pytest.fixture(scope="module")
+def trixie_tools() -> Tools:
+    """Debian 13's tools alone, for checks Debian 12's have no equivalent of."""
+    return _trixie_tools()
+
+
+def _trixie_tools() -> Tools:
     # mmdebstrap builds the root once (then cached); unshare, mount and chroot run each tool in it.
     require_tools("mmdebstrap", "unshare", "mount", "chroot", "ip")
     require_root()  # mmdebstrap's root mode, unshare --mount
@@ -138,6 +153,16 @@ def test_cloud_init_schema_accepts_every_user_data(rendered, tools):
     tools.expect_version("cloud-init")
     for vm in vms(rendered):
         result = tools.run("cloud-init", "schema", "--config-file", str(vm / "user-data"), binds=[rendered])
+        assert result.returncode == 0 and "Valid" in result.stdout, (tools.suite, vm.name, result.stdout, result.stderr)
+
+
+def test_cloud_init_schema_accepts_every_network_config(rendered, trixie_tools):
+    """Debian 13's cloud-init checks network-config (v2) against its schema (Debian 12's 22.4 has no such check)."""
+    tools = trixie_tools
+    tools.expect_version("cloud-init")
+    for vm in vms(rendered):
+        result = tools.run("cloud-init", "schema", "--schema-type", "network-config", "--config-file",
+                           str(vm / "network-config"), binds=[rendered])
         assert result.returncode == 0 and "Valid" in result.stdout, (tools.suite, vm.name, result.stdout, result.stderr)
 
 

@@ -41,7 +41,7 @@ def test_defaults_reproduce_the_reference_plan_where_libvirt_allows():
     assert s.vrrp.virtual_router_id == 1 and s.vrrp.advert_interval == 1 and s.vrrp.unicast
     assert (s.vrrp.check_interval, s.vrrp.check_weight, s.vrrp.preempt, s.vrrp.version) == (2, 0, True, 2)
     assert s.vrrp.track_process and s.vrrp.preempt_delay == 10  # 5 checks of 2 s
-    assert s.frontend.gateway == IPv4Address("192.168.10.1")
+    assert s.frontend.host_address == s.frontend.router == IPv4Address("192.168.10.1")  # libvirt NAT gateway
     assert s.lab_name == "ha-lb-dev" and s.pool_path == "/var/lib/libvirt/images/ha-lb-dev"
 
 
@@ -145,7 +145,7 @@ def test_a_hold_down_can_be_set_or_turned_off_and_is_none_without_preemption():
     ({"metricsPort": 9100}, "metricsPort", ["9100", "prometheus-node-exporter listens there"]),
     ({"statsPort": 9100}, "statsPort", ["9100", "prometheus-node-exporter listens there"]),
     ({"webHttpPort": 9100}, "webHttpPort", ["9100", "prometheus-node-exporter", "web server"]),
-    ({"networkMode": "bridge"}, "networkMode", ["nat, isolated"]),
+    ({"networkMode": "routed"}, "networkMode", ["nat, isolated, bridge"]),
     ({"networkMode": "isolated"}, "installPackages", ["isolated", "packageMirror", "192.168.80.1"]),
     ({"domainType": "xen"}, "domainType", ["kvm, qemu"]),
     ({"memoryMiB": 64}, "memoryMiB", ["512 to"]),

@@ -334,6 +334,20 @@ def _make_bootable_disk(root: pathlib.Path, raw: pathlib.Path, work: pathlib.Pat
         disk.write(core.read_bytes())
 
 
+def ensure_engine_and_images(suites, log=print):
+    """The engine (tests/engine/build.py) and the test images of `suites`, built side by side on a fresh machine:
+    the images are mostly downloads and dpkg, the engine is go (CPU), so this saves the shorter of the two.
+    Returns (engine, {suite: TestImage})."""
+    import concurrent.futures
+
+    from tests.engine import build
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        building = pool.submit(lambda: {suite: ensure_image(suite, log=log) for suite in suites})
+        engine = build.ensure_engine(log=log)
+        return engine, building.result()
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--record-mirror"]:
         record_mirror(sys.argv[2], pathlib.Path(sys.argv[3]), sys.argv[4])

@@ -11,6 +11,8 @@ keys (`libvirt:uri`). They are chosen so that every branch of the templates show
                     lab on Debian 12 installing its packages from a mirror on the host (`apt:` in user-data)
     weight          the reference with its check weight 2 (priority lost on failure, needs preempt)
     many-webs       eight web servers (HAProxy's server lists, nftables on each), a given stats password
+    two-hosts       the pair on two libvirt hosts over qemu+ssh, bridged networks with the user's gateways and DNS
+                    (network-config's routes, the firewall's metrics rules for a LAN)
 """
 
 from __future__ import annotations
@@ -59,4 +61,9 @@ def stacks() -> dict[str, tuple[dict[str, Any], dict[str, str]]]:
         "many-webs": ({**KEYS, "statsPassword": "correct-horse-battery",
                        "webServers": [{"name": f"web{i:02}", "address": f"192.168.80.{20 + i}"} for i in range(1, 9)]},
                       {}),
+        "two-hosts": ({**KEYS, "statsPassword": "correct-horse-battery", "networkMode": "bridge",
+                       "frontendBridge": "br-lan", "backendBridge": "br-web", "backendGateway": "192.168.80.254",
+                       "dnsServers": ["192.168.10.53"],
+                       "hosts": {"hv1": "qemu+ssh://root@hv1.lab.example/system",
+                                 "hv2": "qemu+ssh://root@hv2.lab.example/system"}}, {}),
     }

@@ -13,24 +13,34 @@
 //     each Create included, with qemu_agent = true asks the guest agent for addresses and fails on any
 //     error, such as libvirt's "guest agent is not connected" while the guest boots (v0.8.2 #1144
 //     tolerates it).
+//
 //   - libvirt/volume_image.go httpImage.IsQCOW2 and resource_libvirt_volume.go
 //     resourceLibvirtVolumeCreate (v0.8.1): a URL source is sniffed with a ranged GET (bytes=0-7) that
 //     must answer 206 with the qcow2 magic; a given format other than qcow2 for a qcow2 image is an error
 //     (v0.8.3 trusts the file extension and skips the check when a format is given).
 //
-// The remaining v0.8.2/v0.8.3 changes (ssh:// URI port handling, a macvtap "private" mode, an error
-// return in code paths the program does not use) cannot be reached through pulumi-libvirt 0.5.4's
-// Python SDK with a qemu:///system URI.
+//   - libvirt/uri/ssh.go dialSSH and dialHost (v0.8.1): a qemu+ssh URI's host is dialed with its port still in
+//     it (net.JoinHostPort(u.Host, port): "[host:2222]:2222", never connected), and ssh_config's Port is never
+//     read (port 22 unless the URI gives one). v0.8.3 dials u.Hostname() on ssh_config's Port, else the URI's.
+//     At configure, a URI with a port fails with the error that very dial gives; a host whose ssh_config gives
+//     another port fails with the error of dialing port 22 there, or, where something answers on 22, with a
+//     note that this build cannot reproduce v0.8.1 (it would have dialed 22).
+//
+// The remaining v0.8.2/v0.8.3 changes (a macvtap "private" mode, an error return in code paths the program
+// does not use) cannot be reached through pulumi-libvirt 0.5.4's Python SDK.
 package main
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 	tflibvirt "github.com/dmacvicar/terraform-provider-libvirt/libvirt"
@@ -38,6 +48,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hashicorp/terraform-plugin-sdk/v2/diag"
 	"github.com/hashicorp/terraform-plugin-sdk/v2/helper/schema"
+	"github.com/kevinburke/ssh_config"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge"
 	bridgetokens "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge/tokens"
 	shim "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfshim/sdk-v2"
@@ -96,6 +107,9 @@ func restoreV081Behaviour(p *schema.Provider) {
 		configuredURI.Lock()
 		configuredURI.value = d.Get("uri").(string)
 		configuredURI.Unlock()
+		if err := sshAddressAsV081(d.Get("uri").(string)); err != nil {
+			return nil, err
+		}
 		return configure(d)
 	}
 
@@ -129,6 +143,49 @@ func restoreV081Behaviour(p *schema.Provider) {
 		}
 		return createVolume(ctx, d, meta)
 	}
+}
+
+// sshAddressAsV081 repeats the address v0.8.1 libvirt/uri/ssh.go dials for a qemu+ssh URI (see the top of this
+// file), and fails as that dial fails; config.go Client wraps it in "failed to connect".
+func sshAddressAsV081(rawURI string) error {
+	u, err := libvirturi.Parse(rawURI)
+	if err != nil || !strings.HasSuffix(u.Scheme, "+ssh") {
+		return nil // the upstream code reports it, or it is not ssh
+	}
+	if u.Port() != "" {
+		address := net.JoinHostPort(u.Host, u.Port()) // dialSSH passes u.Host, port included
+		conn, err := net.DialTimeout("tcp", address, 2*time.Second)
+		if err != nil {
+			return fmt.Errorf("failed to connect: failed to connect to remote host '%v': %w", u.Host, err)
+		}
+		conn.Close()
+		return fmt.Errorf("v0.8.1 would dial %s, which answers here: this build cannot reproduce v0.8.1", address)
+	}
+	file, err := os.Open(os.ExpandEnv("${HOME}/.ssh/config"))
+	if err != nil {
+		return nil // no ssh_config: v0.8.1 and v0.8.3 both dial 22
+	}
+	defer file.Close()
+	config, err := ssh_config.Decode(file)
+	if err != nil {
+		return nil
+	}
+	port, err := config.Get(u.Hostname(), "Port")
+	if err != nil || port == "" || port == "22" {
+		return nil
+	}
+	hostName := u.Hostname()
+	if configured, err := config.Get(u.Hostname(), "HostName"); err == nil && configured != "" {
+		hostName = configured
+	}
+	address := net.JoinHostPort(hostName, "22") // v0.8.1 dialHost: port 22 whatever ssh_config says
+	conn, err := net.DialTimeout("tcp", address, 2*time.Second)
+	if err != nil {
+		return fmt.Errorf("failed to connect: failed to connect to remote host '%v': %w", u.Hostname(), err)
+	}
+	conn.Close()
+	return fmt.Errorf("v0.8.1 would dial %s (it never reads ssh_config's Port %s), which answers here: this build "+
+		"cannot reproduce v0.8.1", address, port)
 }
 
 // interfaceAddressesAsV081 repeats v0.8.1 libvirt/domain.go domainGetIfacesInfo: for a running domain,
