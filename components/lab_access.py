@@ -276,11 +276,13 @@ class VipPoller:
     def failed_runs(self, since: float) -> list[FailedRun]:
         """The outages after `since`, in order: each from its first failed request to the first good answer sent
         after its last one. A request in flight when a fault strikes can fail after later ones were answered, at
-        most a timeout after it was sent: failures sent less than a timeout apart belong to one outage."""
+        most a timeout after it was sent: failures sent less than a timeout apart belong to one outage. Failures
+        with no good answer between them are one outage too, however far apart (a client that could not send for a
+        while, on a starved host, saw nothing end)."""
         runs: list[list] = []  # [first failure, last failure, first good answer after it or None, failed]
         for sample in (s for s in self.samples if s.at >= since):
             if not sample.ok:
-                if runs and sample.at - runs[-1][1] < self.timeout:
+                if runs and (sample.at - runs[-1][1] < self.timeout or runs[-1][2] is None):
                     runs[-1][1:] = [sample.at, None, runs[-1][3] + 1]
                 else:
                     runs.append([sample.at, sample.at, None, 1])

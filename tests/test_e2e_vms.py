@@ -37,7 +37,7 @@ from tests.e2e.apt_mirror import MirrorServer
 from tests.e2e.config import LAB_NETWORKS, POOL_PATH, STACK, e2e_config
 from components.drill import fault_command
 from components.lab_access import Ssh, VipHolders, VipPoller, holds_vip, http_get, timeline, wait_until
-from tests.e2e.guest import tls_peer_common_name
+from tests.e2e.guest import check_back_from_boot, tls_peer_common_name
 from tests.e2e.guest_cpu import CpuInterval, GuestCpu, format_intervals
 from tests.e2e.image_server import ImageServer
 from tests.e2e.vrrp_capture import VrrpCapture
@@ -54,6 +54,7 @@ TIMINGS: dict[str, Any] = {}
 # HA_LB_E2E_INSTALL_PACKAGES=1 builds the Debian 13 lab from the plain image with installPackages true.
 INSTALL_PACKAGES = os.environ.get("HA_LB_E2E_INSTALL_PACKAGES") == "1"
 DEBIAN_12 = os.environ.get("HA_LB_E2E_DEBIAN12") == "1"
+REBOOT = os.environ.get("HA_LB_E2E_REBOOT") == "1"
 # The release the lab is built on first: HA_LB_E2E_RELEASE=bookworm measures a Debian 12 `pulumi up` (with -k
 # to pick the tests that hold for it).
 FIRST_RELEASE = os.environ.get("HA_LB_E2E_RELEASE", "trixie")
@@ -549,23 +550,7 @@ def _drill_reboot(e2e: E2ELab, tmp_path: pathlib.Path) -> None:
     assert drill["took_over"] == "lb02" and drill["holders_seen"] == ["lb01", "lb02", "lb01"], drill
     lb01 = e2e.lb("lb01")
     e2e.ssh.forget(lb01)
-    # Serving comes first: on an emulated guest cloud-init's last stage may still be running.
-    e2e.ssh.run(lb01, "timeout 240 cloud-init status --wait", timeout=260)
-    # Where lb01's boot spent its time (the failback's cost depends on it): for the report.
-    boot = e2e.ssh.run(lb01, "timeout 240 systemctl is-system-running --wait; systemd-analyze; "
-                             "systemd-analyze critical-chain keepalived.service haproxy.service; "
-                             "systemd-analyze blame | head -n 12", timeout=300)
-    note("lb01's boot after the reboot (systemd-analyze)", "\n" + boot.stdout + boot.stderr)
-    # The boot gate: lb01 took part in the election again only once its boot had finished (systemd's
-    # "Startup finished", when `systemctl is-system-running` turns "running"), its check failing until then.
-    journal = e2e.ssh.run(lb01, "sudo -n journalctl -b -o short-unix --no-pager _PID=1 | grep -m1 'Startup finished'; "
-                                "sudo -n journalctl -b -o short-unix --no-pager -u keepalived "
-                                "| grep -E 'tracked file boot_finished|Entering (BACKUP|MASTER) STATE'", timeout=60).stdout
-    note("lb01's boot end and its keepalived's return", "\n" + journal)
-    stamps = {what: float(line.split()[0]) for line in reversed(journal.splitlines())
-              for what in ("Startup finished", "Entering BACKUP STATE", "Entering MASTER STATE") if what in line}
-    assert len(stamps) == 3 and stamps["Startup finished"] < stamps["Entering BACKUP STATE"] \
-        < stamps["Entering MASTER STATE"], journal
+    check_back_from_boot(e2e.ssh, lb01, lambda key, value: note(f"lb01 after the reboot: {key}", value))
     if drill["longest_outage"] > NODE_LOSS_OUTAGE:  # what happened around the handovers, for the report
         _print_handover_report(e2e, seen, "-b -u keepalived -u haproxy")
         # Everything lb01 logged from 20 s before it took the VIP back to 20 s after.
@@ -579,10 +564,6 @@ def _drill_reboot(e2e: E2ELab, tmp_path: pathlib.Path) -> None:
     # Two hand-overs (lb01 leaving, lb01 preempting back), each within the README's node-loss promise.
     assert drill["longest_outage"] <= NODE_LOSS_OUTAGE, drill
     assert drill["back_after"] is not None
-    checks = e2e.ssh.run(lb01, "systemctl is-active haproxy keepalived nftables; cat /proc/sys/net/ipv4/ip_nonlocal_bind; "
-                               "sudo -n nft list tables; cloud-init status")
-    assert checks.stdout.split()[:4] == ["active", "active", "active", "1"], checks.stdout + checks.stderr
-    assert "table inet ha_lb" in checks.stdout and "status: done" in checks.stdout
 
 
 def test_failover_when_haproxy_dies_on_the_master(e2e, tmp_path):
@@ -821,6 +802,9 @@ def _count_vip_moves_until_settled(e2e: E2ELab, holders: VipHolders, poller: Vip
     assert back is not None and back - (took[0] if took else since) <= promises.FAILBACK_SECONDS[profile], changes
 
 
+@pytest.mark.skipif(not REBOOT, reason="runs with HA_LB_E2E_REBOOT=1 (4 minutes under TCG): in CI the two-host lab's "
+                    "host fault brings a load balancer back from a cold boot with the same checks, and the keepalived "
+                    "drill covers the resignation a shutdown makes (docs/testing.md)")
 def test_a_load_balancer_comes_back_from_a_reboot(e2e, tmp_path):
     _drill_reboot(e2e, tmp_path)
 

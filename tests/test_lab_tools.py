@@ -430,6 +430,17 @@ def test_a_request_in_flight_at_the_fault_that_fails_late_does_not_split_the_out
     assert poller.longest_outage(9.0) == float("inf")
 
 
+def test_failures_with_no_good_answer_between_them_are_one_outage_however_far_apart():
+    """A client that could not send for half a second (its host starved) between two failures saw no recovery: one
+    outage, not one that never ended followed by another."""
+    poller = lab_access.VipPoller.replayed([
+        lab_access.Sample(at, ok, "200 served by web01" if ok else "TimeoutError: timed out")
+        for at, ok in ((10.0, True), (10.1, False), (10.7, False), (10.8, True), (12.0, False), (12.1, True))],
+        interval=0.1, timeout=0.25)
+    assert [(run.started, run.ended, run.failed) for run in poller.failed_runs(9.0)] == [(10.1, 10.8, 2), (12.0, 12.1, 1)]
+    assert poller.longest_outage(9.0) == pytest.approx(0.7)
+
+
 CLIENT_IN_A_BLACKHOLE = """
 import json, subprocess, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
