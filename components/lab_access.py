@@ -273,15 +273,17 @@ class VipPoller:
         failed = self.failures(since)
         return failed[0].at if failed else None
 
-    def failed_runs(self, since: float) -> list[FailedRun]:
+    def failed_runs(self, since: float, until: float = float("inf")) -> list[FailedRun]:
         """The outages after `since`, in order: each from its first failed request to the first good answer sent
         after its last one. A request in flight when a fault strikes can fail after later ones were answered, at
         most a timeout after it was sent: failures sent less than a timeout apart belong to one outage. Failures
         with no good answer between them are one outage too, however far apart (a client that could not send for a
-        while, on a starved host, saw nothing end)."""
+        while, on a starved host, saw nothing end). Failures sent from `until` on are left out."""
         runs: list[list] = []  # [first failure, last failure, first good answer after it or None, failed]
         for sample in (s for s in self.samples if s.at >= since):
             if not sample.ok:
+                if sample.at >= until:
+                    break  # later failures are not this window's; an answer before them still ends its last outage
                 if runs and (sample.at - runs[-1][1] < self.timeout or runs[-1][2] is None):
                     runs[-1][1:] = [sample.at, None, runs[-1][3] + 1]
                 else:
@@ -296,9 +298,10 @@ class VipPoller:
         runs = self.failed_runs(since)
         return runs[0].ended - since if runs else 0.0
 
-    def longest_outage(self, since: float) -> float:
-        """The longest outage after `since` (infinite when the last one has not ended)."""
-        return max((run.seconds for run in self.failed_runs(since)), default=0.0)
+    def longest_outage(self, since: float, until: float = float("inf")) -> float:
+        """The longest outage among the requests sent from `since` until `until` (infinite when the last one has not
+        ended)."""
+        return max((run.seconds for run in self.failed_runs(since, until)), default=0.0)
 
 
 def holds_vip(ssh: Ssh, address: str, vip: str, interface: str) -> bool:

@@ -439,6 +439,11 @@ def test_failures_with_no_good_answer_between_them_are_one_outage_however_far_ap
         interval=0.1, timeout=0.25)
     assert [(run.started, run.ended, run.failed) for run in poller.failed_runs(9.0)] == [(10.1, 10.8, 2), (12.0, 12.1, 1)]
     assert poller.longest_outage(9.0) == pytest.approx(0.7)
+    # A window: failures sent from its end on are left out; an answer after it still ends its last outage, and one
+    # still going at its end (the next request failed too) has not ended.
+    assert poller.longest_outage(9.0, until=11.0) == pytest.approx(0.7)
+    assert [(run.started, run.ended) for run in poller.failed_runs(9.0, until=10.5)] == [(10.1, float("inf"))]
+    assert poller.failed_runs(11.0, until=12.0) == []
 
 
 CLIENT_IN_A_BLACKHOLE = """
