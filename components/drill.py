@@ -181,9 +181,9 @@ def run_drill(lab: Lab, ssh: Ssh, fault: str, link_down: float = DEFAULT_LINK_DO
                 result = ssh.run(lab.load_balancers[master], fault_command(fault, link_down), timeout=30)
                 if fault != "reboot" and result.returncode != 0:
                     raise LabAccessError(f"the fault command failed on {master}: {result.stderr.strip()}")
-            if fault in LOSING_FAULTS:
+            if fault in LOSING_FAULTS:  # the master, and every VM that went down with its host
                 for guest in lab.hosts:
-                    if lab.settings.domain_name(guest.name) in lost or guest.name == master:
+                    if guest.name == master or guest.name in lab.settings.machines_on(lost_host):
                         ssh.forget(str(guest.address))
             deadline = started + limit
             wait_until(lambda: holders.first_held(peer, started) is not None, TAKEOVER_WAIT_SECONDS, 0.1)

@@ -95,15 +95,13 @@ class Hypervisor:
     """What one libvirt host holds for the VMs placed on it: the provider that reaches it, the lab's storage there
     and the networks libvirt makes there (none on a bridged LAN, where NICs plug into the user's bridges)."""
 
-    host: LibvirtHost
     provider: pulumi.ProviderResource
     storage: LabStorage
     networks: Mapping[str, LabNetwork]
 
-    def attach(self, settings: LabSettings, nic: Nic) -> libvirt.NicAttachment:
-        plan = settings.frontend if nic.network_role == settings.frontend.role else settings.backend
-        if plan.bridge is not None:
-            return libvirt.NicAttachment(nic.mac, bridge=plan.bridge)
+    def attach(self, nic: Nic) -> libvirt.NicAttachment:
+        if nic.bridge is not None:
+            return libvirt.NicAttachment(nic.mac, bridge=nic.bridge)
         return libvirt.NicAttachment(nic.mac, network_id=self.networks[nic.network_role].network_id)
 
 
@@ -168,7 +166,7 @@ class VirtualMachine(pulumi.ComponentResource):
             memory_mib=s.machine.memory_mib,
             disk_id=self.disk.id,
             cloud_init_id=self.cloud_init_disk.id,
-            nics=[args.hypervisor.attach(s, nic) for nic in host.nics],
+            nics=[args.hypervisor.attach(nic) for nic in host.nics],
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["cloudinit"])),
         )
         self.addresses = {nic.network_role: str(nic.address) for nic in host.nics}
@@ -372,7 +370,6 @@ class Lab(pulumi.ComponentResource):
         self.outputs = outputs
         self.register_outputs(self.outputs)
 
-
     def _hypervisor(self, s: LabSettings, host: LibvirtHost) -> Hypervisor:
         """A host's provider, storage and (in the libvirt modes) networks. With one host their names are the
         plain ones; with several, each carries its host's name."""
@@ -384,7 +381,7 @@ class Lab(pulumi.ComponentResource):
             for plan in (s.frontend, s.backend)
         }
         storage = LabStorage(f"storage{suffix}", LabStorageArgs(s.lab_name, s.pool_path, s.base_image), on_host)
-        return Hypervisor(host, provider, storage, networks)
+        return Hypervisor(provider, storage, networks)
 
 
 def _url(scheme: str, host: str, port: int, default_port: int, path: str) -> str:

@@ -78,6 +78,17 @@ class Lab:
         return lab_hosts(self.settings)
 
 
+def stack_settings(stack: str, pulumi: str = "pulumi", cwd: Optional[str] = None) -> LabSettings:
+    """The stack's configuration (`pulumi config --show-secrets`) parsed as the program parses it, with the same
+    defaults (~/.ssh, `libvirt:uri`)."""
+    entries = _pulumi(pulumi, cwd, "config", "--show-secrets", "--stack", stack) or {}
+    try:
+        provider_uri = (entries.get("libvirt:uri") or {}).get("value")
+        return load_user_settings(raw_config_from_cli(entries), stack=stack.split("/")[-1], provider_uri=provider_uri)
+    except SettingsError as error:
+        raise LabAccessError(f"stack {stack}: {error}") from None
+
+
 def lab_from_stack(stack: Optional[str], pulumi: str = "pulumi", cwd: Optional[str] = None) -> Lab:
     """The lab of `stack` (default: the selected stack) as the program saw it at its last `pulumi up`: its
     configuration parsed by the program's own load_settings (with the same defaults from ~/.ssh), and its
@@ -87,13 +98,8 @@ def lab_from_stack(stack: Optional[str], pulumi: str = "pulumi", cwd: Optional[s
         stack = next((entry["name"] for entry in stacks if entry.get("current")), None)
         if not stack:
             raise LabAccessError("no stack selected: name one, or select it with `pulumi stack select`")
-    entries = _pulumi(pulumi, cwd, "config", "--show-secrets", "--stack", stack) or {}
+    settings = stack_settings(stack, pulumi, cwd)
     outputs = _pulumi(pulumi, cwd, "stack", "output", "--show-secrets", "--stack", stack) or {}
-    try:
-        provider_uri = (entries.get("libvirt:uri") or {}).get("value")
-        settings = load_user_settings(raw_config_from_cli(entries), stack=stack.split("/")[-1], provider_uri=provider_uri)
-    except SettingsError as error:
-        raise LabAccessError(f"stack {stack}: {error}") from None
     if "vip" not in outputs:
         raise LabAccessError(f"stack {stack} has no outputs: the lab is not built (run `pulumi up` first)")
     if outputs["vip"] != str(settings.vip):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import urlsplit
 
+from .lab_access import LabAccessError, stack_settings
 from .settings import PROJECT
 
 LIBVIRT_TYPES = ("libvirt:index/domain:Domain", "libvirt:index/network:Network", "libvirt:index/pool:Pool",
@@ -163,16 +164,10 @@ def export_state(stack: str, pulumi: str = "pulumi") -> dict[str, Any]:
 def configured_uris(stack: str, pulumi: str) -> list[str]:
     """The libvirt hosts the stack's configuration names (`hosts`, else `libvirtUri`, else `libvirt:uri`, the
     default ones), read as the program reads them."""
-    from .lab_access import LabAccessError, _pulumi, raw_config_from_cli
-    from .settings import SettingsError, load_user_settings
-
     try:
-        entries = _pulumi(pulumi, None, "config", "--show-secrets", "--stack", stack) or {}
-        settings = load_user_settings(raw_config_from_cli(entries), stack=stack.split("/")[-1],
-                                      provider_uri=(entries.get("libvirt:uri") or {}).get("value"))
-    except (LabAccessError, SettingsError):
+        return [host.uri for host in stack_settings(stack, pulumi).hosts]
+    except LabAccessError:
         return []  # then the state's providers say where the lab is
-    return [host.uri for host in settings.hosts]
 
 
 def main(argv: Optional[list[str]] = None) -> int:

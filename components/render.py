@@ -86,6 +86,7 @@ class Nic:
     address: IPv4Address
     cidr_address: str
     mac: str
+    bridge: Optional[str]  # networkMode bridge: the host bridge it plugs into (else a network libvirt makes)
     # On the NIC that carries the default route, where its network has a router (libvirt's NAT, the user's LAN).
     router: Optional[IPv4Address]
     dns_servers: tuple[IPv4Address, ...]
@@ -137,6 +138,7 @@ def _nic(settings: LabSettings, host: str, plan: LabNetworkPlan, address: IPv4Ad
         address=address,
         cidr_address=plan.interface_address(address),
         mac=mac_address(settings, host, plan.role),
+        bridge=plan.bridge,
         router=plan.router if default_route else None,
         dns_servers=plan.dns_servers if default_route else (),
     )

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Mapping, Optional, Sequence
 
+from .libvirt_uri import ssh_config_problems, uri_problems
+
 PROJECT = "ha-lb"
 
 # Guest interface names, set by network-config (match by MAC + set-name) and used by keepalived and nftables.
@@ -101,14 +103,17 @@ class LabNetworkPlan:
     # The default route of the VMs whose first NIC is on this network, and their DNS servers (None, (): none).
     router: Optional[IPv4Address] = None
     dns_servers: tuple[IPv4Address, ...] = ()
-    # Who may scrape the metrics ports here: the libvirt host's address, or on a bridged LAN the LAN itself.
-    metrics_source: str = ""
 
     @property
     def host_address(self) -> Optional[IPv4Address]:
         """The libvirt host's own address on a network libvirt makes: the first host address (libvirt's gateway
         on a NAT network, the host's address on an isolated one). None on a bridged LAN."""
         return None if self.bridge else self.network.network_address + 1
+
+    @property
+    def metrics_source(self) -> str:
+        """Who may scrape the metrics ports here: the libvirt host's address, or on a bridged LAN the LAN itself."""
+        return str(self.network) if self.bridge else str(self.host_address)
 
     def interface_address(self, address: IPv4Address) -> str:
         return f"{address}/{self.network.prefixlen}"
@@ -669,8 +674,6 @@ _BRIDGE_NAME = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_.-]{1,15}$")  # a Linux interf
 
 def _parse_hosts(problems: _Problems, given: Mapping[str, Any], default_uri: str) -> list[LibvirtHost]:
     """`hosts: {NAME: URI}`, or the one host of `libvirtUri`; each URI one the provider can use."""
-    from .libvirt_uri import uri_problems
-
     if given["hosts"] is None:
         uri = given["libvirtUri"] if given["libvirtUri"] is not None else default_uri
         found = [LibvirtHost(DEFAULT_HOST, uri)]
@@ -752,14 +755,14 @@ def _network_plans(problems: _Problems, given: Mapping[str, Any], network_mode: 
             if given[key] is not None:
                 problems.add(key, _decode(given[key]), "expected it unset unless networkMode is 'bridge' (libvirt "
                              "makes the networks, their gateway and DNS)")
-        nat = network_mode == "nat"
-        frontend = LabNetworkPlan("frontend", front, FRONTEND_INTERFACE)
-        backend = LabNetworkPlan("backend", back, BACKEND_INTERFACE)
-        # The host's first address is libvirt's gateway and DNS (NAT), or the host alone (isolated).
-        return tuple(dataclasses.replace(plan, router=plan.host_address if nat else None,  # type: ignore[return-value]
-                                         dns_servers=(plan.host_address,) if nat else (),
-                                         metrics_source=str(plan.host_address))
-                     for plan in (frontend, backend))
+        def libvirt_network(role: str, network: IPv4Network, interface: str) -> LabNetworkPlan:
+            plan = LabNetworkPlan(role, network, interface)
+            if network_mode != "nat":
+                return plan  # isolated: the host alone, no way out
+            # On a NAT network the host's address is libvirt's gateway and DNS.
+            return dataclasses.replace(plan, router=plan.host_address, dns_servers=(plan.host_address,))
+
+        return libvirt_network("frontend", front, FRONTEND_INTERFACE), libvirt_network("backend", back, BACKEND_INTERFACE)
 
     bridges = {}
     for key in ("frontendBridge", "backendBridge"):
@@ -793,11 +796,10 @@ def _network_plans(problems: _Problems, given: Mapping[str, Any], network_mode: 
         else:
             dns = tuple(a for i, v in enumerate(dns_value) if (a := _as_address(problems, f"dnsServers[{i}]", v)))
     frontend = LabNetworkPlan("frontend", front, FRONTEND_INTERFACE, bridges.get("frontendBridge"),
-                              routers["frontendGateway"], dns, metrics_source=str(front))
+                              routers["frontendGateway"], dns)
     # Web servers resolve names only where they have a way out.
     backend = LabNetworkPlan("backend", back, BACKEND_INTERFACE, bridges.get("backendBridge"),
-                             routers["backendGateway"], dns if routers["backendGateway"] else (),
-                             metrics_source=str(back))
+                             routers["backendGateway"], dns if routers["backendGateway"] else ())
     return frontend, backend
 
 
@@ -823,7 +825,7 @@ def _check_addresses(
         if plan.host_address is not None:
             reserved[plan.host_address] = "the libvirt host/gateway address"
         if plan.router is not None:
-            reserved[plan.router] = f"the {plan.role} gateway"
+            reserved.setdefault(plan.router, f"the {plan.role} gateway")  # on a NAT network: the libvirt host
         if address in reserved:
             lo, hi = net.network_address + (2 if plan.host_address else 1), net.broadcast_address - 1
             problems.add(key, str(address), f"it is {reserved[address]} of {net}; expected one of {lo}-{hi}")
@@ -1027,8 +1029,6 @@ def load_user_settings(raw: Mapping[str, Any], stack: str, provider_uri: Optiona
     """load_settings as the program calls it for the user running it: their ~/.ssh keys as the key defaults,
     and the libvirt URI from `libvirt:uri` (the provider's own key, `provider_uri`), then LIBVIRT_DEFAULT_URI
     (the provider's only fallback), then ours."""
-    from .libvirt_uri import ssh_config_problems
-
     home = os.path.expanduser("~")
     settings = load_settings(raw, stack=stack, default_ssh_keys=default_ssh_public_keys(home),
                              default_private_key=default_ssh_private_key(home),

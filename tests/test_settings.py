@@ -147,6 +147,7 @@ def test_a_hold_down_can_be_set_or_turned_off_and_is_none_without_preemption():
     ({"webHttpPort": 9100}, "webHttpPort", ["9100", "prometheus-node-exporter", "web server"]),
     ({"networkMode": "routed"}, "networkMode", ["nat, isolated, bridge"]),
     ({"networkMode": "isolated"}, "installPackages", ["isolated", "packageMirror", "192.168.80.1"]),
+    ({"vip": "192.168.10.1"}, "vip", ["it is the libvirt host/gateway address of 192.168.10.0/24"]),
     ({"domainType": "xen"}, "domainType", ["kvm, qemu"]),
     ({"memoryMiB": 64}, "memoryMiB", ["512 to"]),
     ({"vcpus": "two"}, "vcpus", ["whole number"]),
